@@ -68,6 +68,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from digitrec.web.gunicorn_conf import serve
+    serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+          weights=args.weights, dev=args.dev)
+    return 0
+
+
 def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | None) -> None:
     parser.add_argument("--epochs", type=int, default=epochs_default)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -116,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="first N test images only")
     _add_data_dir(ev)
     ev.set_defaults(func=_cmd_evaluate)
+
+    srv = sub.add_parser("serve", help="run the web app (gunicorn; Flask's dev server with --dev)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--workers", type=int, help="gunicorn worker processes "
+                     "(default: one per core, at most 4)")
+    srv.add_argument("--threads", type=int, help="threads per worker (default 2)")
+    srv.add_argument("--weights", help="directory of models (default: the bundled ensemble)")
+    srv.add_argument("--dev", action="store_true", help="Flask's development server instead")
+    srv.set_defaults(func=_cmd_serve)
     return parser
 
 

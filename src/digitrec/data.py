@@ -9,6 +9,7 @@ import struct
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise IDXError(f"{name}: corrupt gzip stream ({exc})") from None
     if len(raw) < 4:
         raise IDXError(f"{name}: too short for an IDX header ({len(raw)} bytes)")

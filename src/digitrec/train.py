@@ -26,7 +26,7 @@ MEAN, STD = 0.1307, 0.3081
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, 28, 28) → normalised float (N, 1, 28, 28), the input every model expects."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().unsqueeze(1)
+    x = torch.from_numpy(np.asarray(images).astype(np.float32)).unsqueeze(1)
     return (x / 255.0 - MEAN) / STD
 
 
@@ -109,7 +109,7 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
             schedule.step()
             seen += len(y)
             correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
         bar.close()

@@ -1,0 +1,34 @@
+# The README's two commands: `make run` (set-up + the web app) and `make test` (set-up + the suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED_MNIST := $(abspath ../shared/mnist)
+export DIGITREC_DATA ?= $(if $(wildcard $(SHARED_MNIST)),$(SHARED_MNIST),)
+
+.PHONY: setup run test lint bench browser clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+browser:
+	@scripts/ensure-chromium.sh
+
+run: setup
+	$(VENV)/bin/digitrec evaluate
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup browser lint
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

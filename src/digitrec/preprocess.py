@@ -1,0 +1,472 @@
+"""The MNIST recipe for any input: decode safely, find the ink (alpha, polarity, background,
+noise), then crop, normalise the stroke, fit a 20 px box and centre by mass in 28x28.
+
+`preprocess(source)` is what every caller uses; `to_ink` and `normalize_digit` are its two
+halves, shared with `digitrec.segment` for whole numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy import ndimage as ndi
+
+MAX_PIXELS = 40_000_000  # decoded-pixel budget; larger images are refused from their header
+WORK_SIDE = 1024  # images are reduced to at most this many pixels on the long side first
+BOX = 20  # MNIST fits each digit in a 20x20 box...
+SIZE = 28  # ...inside a 28x28 field, with the centre of mass at (14, 14)
+STROKE_SIDE = 64  # working resolution (long side) for stroke-width normalisation
+# Stroke width / long side of the digit, as `_stroke_ratio` measures MNIST test digits:
+# 2nd and 98th percentiles. Digits outside this band are thickened or thinned to its edge.
+STROKE_RANGE = (0.085, 0.25)
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+ImageSource = bytes | str | os.PathLike | Image.Image | np.ndarray
+
+
+class InputError(ValueError):
+    """The input cannot be read as a digit; the message is meant for the user."""
+
+
+class ImageDecodeError(InputError):
+    """Not an image, or a corrupt, truncated or unsupported one."""
+
+
+class ImageTooLargeError(InputError):
+    """The image has more pixels than MAX_PIXELS."""
+
+
+class NoDigitError(InputError):
+    """The image holds no ink: blank, uniform, all black or white, or only specks."""
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _check_size(width: int, height: int) -> None:
+    """Refuse empty images and images over the pixel budget (before any pixel is decoded)."""
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"the image is empty ({width}x{height} pixels)")
+    if width * height > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
+            f"the limit is {MAX_PIXELS / 1e6:.0f} MP")
+
+
+def _open_stream(stream: io.IOBase, max_side: int | None) -> Image.Image:
+    """Decode an encoded image: header and size check first, then (maybe reduced) pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(stream)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(
+            f"the image has more than {MAX_PIXELS / 1e6:.0f} MP; the limit is "
+            f"{MAX_PIXELS / 1e6:.0f} MP") from None
+    except Exception as exc:  # Pillow raises many types on hostile input
+        raise ImageDecodeError(f"not a readable image (PNG, JPEG, GIF, BMP, WebP, TIFF): "
+                               f"{_reason(exc)}") from None
+    _check_size(*image.size)
+    try:
+        if max_side and image.format == "JPEG" and image.mode in ("L", "RGB", "CMYK"):
+            image.draft(image.mode, (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale
+        image.load()
+    except Exception as exc:
+        raise ImageDecodeError(f"the image data is corrupt or truncated: {_reason(exc)}") from None
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block should not cost the user the image
+        return image
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, single-line description of a decoder exception."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    """Validate a numpy image (2-D grey or 3-D with 1-4 channels) and wrap it as a PIL image."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[-1] not in (1, 2, 3, 4) and a.shape[0] in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # channels first, as in a tensor
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (2, 3, 4)):
+        raise InputError(f"expected a 2-D grey image or a 3-D image with 1-4 channels, "
+                         f"got an array of shape {array.shape}")
+    _check_size(a.shape[1], a.shape[0])
+    a = _to_uint8(a)
+    mode = {2: "L"}.get(a.ndim) or {2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[-1]]
+    return Image.fromarray(np.ascontiguousarray(a), mode)
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """uint8 0..255 from bool, integer (0..255 or 0..65535) or float ([0, 1] or 0..255) data."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.integer):
+        low, high = int(a.min()), int(a.max())
+        if low < 0 or high > 65535:
+            raise InputError(f"integer pixel values must lie in 0..255 (or 0..65535), "
+                             f"got {low}..{high}")
+        return a.astype(np.uint8) if high <= 255 else (a // 257).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise InputError("the image array contains NaN or infinite values")
+        low, high = float(a.min()), float(a.max())
+        if low < 0 or high > 255:
+            raise InputError(f"float pixel values must lie in [0, 1] (or 0..255), "
+                             f"got {low:.3g}..{high:.3g}")
+        scale = 255.0 if high <= 1.0 else 1.0
+        return np.rint(a * scale).astype(np.uint8)
+    raise InputError(f"unsupported array dtype {a.dtype}: use uint8 or float in [0, 1]")
+
+
+def load_image(source: ImageSource, max_side: int | None = None) -> Image.Image:
+    """Decode bytes, a path, a PIL image or a numpy array into an upright PIL image.
+
+    `max_side` lets JPEG decoding skip detail that the long side will not keep anyway."""
+    if isinstance(source, Image.Image):
+        _check_size(*source.size)
+        return source
+    if isinstance(source, np.ndarray):
+        return _array_to_image(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageDecodeError("the upload is empty (0 bytes)")
+        return _open_stream(io.BytesIO(bytes(source)), max_side)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as handle:
+                return _open_stream(handle, max_side)
+        except OSError as exc:
+            raise InputError(f"cannot open {os.fspath(source)!r}: {exc.strerror or exc}") from None
+    raise InputError(f"unsupported input type {type(source).__name__}: pass image bytes, "
+                     "a path, a PIL image or a numpy array")
+
+
+# ----------------------------------------------------------------------------- planes
+
+
+def _planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grey and alpha planes, float32 in [0, 1], reduced to at most WORK_SIDE on the long side."""
+    image = _grey_mode(image)
+    if max(image.size) > WORK_SIDE and image.mode in ("L", "LA"):
+        image = image.reduce(math.ceil(max(image.size) / WORK_SIDE))
+    if image.mode == "L":
+        return np.asarray(image, dtype=np.float32) / 255.0, None
+    if image.mode == "LA":
+        la = np.asarray(image, dtype=np.float32) / 255.0
+        return la[..., 0], la[..., 1]
+    return _block_reduce(_wide_grey(image)), None
+
+
+def _grey_mode(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to L, LA (when there is transparency) or a high-bit-depth mode."""
+    mode = image.mode
+    if mode in ("L", "LA") or mode.startswith("I") or mode == "F":
+        return image
+    try:
+        if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+                mode == "P" and "transparency" in image.info):
+            return image.convert("RGBA").convert("LA")
+        if mode == "LAB":
+            return image.getchannel("L")
+        if mode == "HSV":
+            return image.convert("RGB").convert("L")
+        return image.convert("L")
+    except Exception as exc:
+        raise ImageDecodeError(f"unsupported image mode {mode}: {_reason(exc)}") from None
+
+
+def _wide_grey(image: Image.Image) -> np.ndarray:
+    """16/32-bit integer or float images as float32 in [0, 1]."""
+    a = np.asarray(image).astype(np.float32)
+    if not np.isfinite(a).all():
+        raise ImageDecodeError("the image contains NaN or infinite pixel values")
+    low, high = float(a.min()), float(a.max())
+    if image.mode == "F" and low >= 0 and high <= 1:
+        return a
+    if low >= 0 and high <= 255 and image.mode != "F":
+        return a / 255.0
+    if low >= 0 and high <= 65535 and image.mode != "F":
+        return a / 65535.0
+    return (a - low) / (high - low) if high > low else np.zeros_like(a)
+
+
+def _block_reduce(a: np.ndarray) -> np.ndarray:
+    """Average integer blocks so that the long side is at most WORK_SIDE."""
+    factor = math.ceil(max(a.shape) / WORK_SIDE)
+    if factor <= 1:
+        return a
+    h, w = a.shape[0] // factor * factor, a.shape[1] // factor * factor
+    return a[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+# ----------------------------------------------------------------------------- ink
+
+
+def _sample(a: np.ndarray, n: int = 16384) -> np.ndarray:
+    """A strided subsample of about n pixels, for fast robust statistics."""
+    step = max(1, math.isqrt(a.size // n))
+    return a[::step, ::step]
+
+
+def _ring(a: np.ndarray) -> np.ndarray:
+    """The pixels of a thin band along the border (where the background usually is)."""
+    h, w = a.shape
+    band = max(1, min(h, w) // 40)
+    if h <= 2 * band or w <= 2 * band:
+        return a.ravel()
+    return np.concatenate([a[:band].ravel(), a[-band:].ravel(),
+                           a[band:-band, :band].ravel(), a[band:-band, -band:].ravel()])
+
+
+def _mad_sigma(a: np.ndarray) -> float:
+    """Robust noise level: 1.4826 x the median absolute deviation."""
+    s = _sample(a)
+    return 1.4826 * float(np.median(np.abs(s - np.median(s))))
+
+
+def _ink_signal(grey: np.ndarray) -> np.ndarray:
+    """Ink-bright signal with the background at 0: picks the polarity (dark on light or light
+    on dark) from which side of the border colour holds more contrast mass."""
+    background = float(np.median(_ring(grey)))
+    dev = grey - background
+    t = max(3.0 * _mad_sigma(grey), 0.02)
+    dark = float(np.clip(-dev - t, 0, None).sum())
+    light = float(np.clip(dev - t, 0, None).sum())
+    return -dev if dark > light else dev
+
+
+def _shading(v: np.ndarray) -> np.ndarray | float:
+    """Smooth background surface of an ink-bright signal (shadows, uneven light), or 0 when
+    the background is flat. Block medians on a coarse grid, eroded so that blocks covered by
+    thick strokes take their neighbours' value, then bilinearly upsampled."""
+    h, w = v.shape
+    if min(h, w) < 48:
+        return 0.0
+    coarse = np.asarray(Image.fromarray(v, "F").resize((64, 64), Image.BOX))
+    grid = np.median(coarse.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(8, 8, 64), axis=2)
+    grid = ndi.uniform_filter(ndi.grey_erosion(grid, size=3), size=3, mode="nearest")
+    if float(grid.max() - grid.min()) < 0.06:
+        return 0.0
+    surface = Image.fromarray(grid.astype(np.float32), "F").resize((w, h), Image.BILINEAR)
+    return np.asarray(surface)
+
+
+def _ramp(v: np.ndarray) -> np.ndarray:
+    """Map the background-free signal to ink in [0, 1]: a soft ramp from just above the noise
+    floor to the typical stroke-core contrast, so anti-aliased edges stay grey."""
+    sigma = _mad_sigma(v)
+    if sigma > 0.03 and min(v.shape) >= 40:
+        v = ndi.gaussian_filter(v, 1.0)  # average out sensor noise before thresholding
+        sigma = _mad_sigma(v)
+    candidates = v[v > max(4.0 * sigma, 0.05)]
+    if candidates.size < 2:
+        raise NoDigitError("no digit found: the image is blank or uniform")
+    step = max(1, candidates.size // 8192)
+    peak = float(np.percentile(candidates[::step], 90))
+    if peak < max(0.08, 5.0 * sigma):
+        raise NoDigitError("no digit found: the image has too little contrast")
+    low = max(3.5 * sigma, 0.02 * peak)
+    high = max(peak, low + 0.05)
+    return np.clip((v - low) * (1.0 / (high - low)), 0.0, 1.0).astype(np.float32)
+
+
+def _ink_from_planes(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Ink from grey (and alpha): transparency decides the ink when the visible pixels are all
+    one colour (canvas strokes); otherwise the image is composited onto its paper colour."""
+    if alpha is not None:
+        if float(alpha.max()) < 0.02:
+            raise NoDigitError("no digit found: the image is fully transparent")
+        if float(alpha.min()) < 0.9:
+            opaque = grey[alpha > 0.5]
+            if opaque.size == 0 or float(_sample_std(opaque)) < 0.1:
+                grey = alpha  # strokes of one colour: the alpha channel is the drawing
+            else:
+                paper = float(np.median(opaque[:: max(1, opaque.size // 16384)]))
+                grey = grey * alpha + paper * (1.0 - alpha)
+    v = _ink_signal(grey)
+    v = v - _shading(v)
+    return _ramp(v)
+
+
+def _sample_std(values: np.ndarray) -> float:
+    """Standard deviation of a flat array, on a subsample when large."""
+    return float(values[:: max(1, values.size // 16384)].std())
+
+
+def _ink_and_scale(source: ImageSource) -> tuple[np.ndarray, tuple[float, float]]:
+    """Ink map plus (sy, sx): input pixels per ink-map pixel (for boxes in input coordinates)."""
+    image = load_image(source, max_side=WORK_SIDE)
+    grey, alpha = _planes(image)
+    width, height = image.size
+    return _ink_from_planes(grey, alpha), (height / grey.shape[0], width / grey.shape[1])
+
+
+def to_ink(source: ImageSource) -> np.ndarray:
+    """Ink map float32 (H, W) in [0, 1] (1 = ink) of any input, at most WORK_SIDE on a side."""
+    return _ink_and_scale(source)[0]
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def _validate_ink(ink: np.ndarray) -> np.ndarray:
+    """float32 2-D ink in [0, 1]; InputError for anything else."""
+    a = np.asarray(ink)
+    if a.ndim != 2 or a.size == 0:
+        raise InputError(f"expected a 2-D ink map, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
+            or a.dtype == np.bool_):
+        raise InputError(f"unsupported ink dtype {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise InputError("the ink map contains NaN or infinite values")
+    return np.clip(a, 0.0, 1.0)
+
+
+def _keep_digit(ink: np.ndarray) -> np.ndarray:
+    """Crop to the digit: drop specks (tiny components, and small ones far from the main
+    stroke), keep the anti-aliased fringe of what stays. Raises NoDigitError if none is left."""
+    peak = float(ink.max())
+    if peak < 0.05:
+        raise NoDigitError("no digit found: the image is blank")
+    labels, n = ndi.label(ink > 0.25 * peak, structure=np.ones((3, 3), bool))
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)[1:]
+    slices = ndi.find_objects(labels)
+    main = int(mass.argmax())
+    keep = mass >= 0.03 * mass[main]
+    span = max(_extent(slices[main]))
+    for i in np.flatnonzero(keep & (mass < 0.15 * mass[main])):
+        if _gap(slices[i], slices[main]) > 0.3 * span:
+            keep[i] = False
+    lut = np.concatenate([[False], keep])
+    mask = lut[labels]
+    ys, xs = _bounds(mask)
+    if float(mass[keep].sum()) < 3.0 or max(ys.stop - ys.start, xs.stop - xs.start) < 3 or (
+            max(ys.stop - ys.start, xs.stop - xs.start) < 0.015 * max(ink.shape)):
+        raise NoDigitError("no digit found: only specks of ink")
+    ys = slice(max(0, ys.start - 2), ys.stop + 2)
+    xs = slice(max(0, xs.start - 2), xs.stop + 2)
+    grown = ndi.binary_dilation(mask[ys, xs], structure=np.ones((3, 3), bool), iterations=2)
+    crop = ink[ys, xs] * grown
+    ys, xs = _bounds(crop > 0)
+    return crop[ys, xs]
+
+
+def _extent(s: tuple[slice, slice]) -> tuple[int, int]:
+    """(height, width) of a bounding box given as slices."""
+    return s[0].stop - s[0].start, s[1].stop - s[1].start
+
+
+def _gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> int:
+    """Chebyshev gap in pixels between two boxes (0 when they overlap)."""
+    dy = max(0, a[0].start - b[0].stop, b[0].start - a[0].stop)
+    dx = max(0, a[1].start - b[1].stop, b[1].start - a[1].stop)
+    return max(dy, dx)
+
+
+def _bounds(mask: np.ndarray) -> tuple[slice, slice]:
+    """Bounding box (row slice, column slice) of a non-empty boolean mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _resize(a: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Anti-aliased resize of a float image (area-style down, bicubic-style up)."""
+    if a.shape == (height, width):
+        return a
+    shrinking = width <= a.shape[1] and height <= a.shape[0]
+    resample = Image.LANCZOS if shrinking else Image.BICUBIC
+    out = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), "F").resize(
+        (width, height), resample)
+    return np.clip(np.asarray(out), 0.0, 1.0)
+
+
+def _fit(a: np.ndarray, side: int) -> np.ndarray:
+    """Resize so that the long side is `side`, keeping the aspect ratio."""
+    h, w = a.shape
+    scale = side / max(h, w)
+    return _resize(a, max(1, round(w * scale)), max(1, round(h * scale)))
+
+
+def _stroke_ratio(work: np.ndarray) -> float:
+    """Stroke width / long side: 2 x ink mass / perimeter (a band of width w and length L has
+    area wL and perimeter about 2L), on an image whose long side is STROKE_SIDE."""
+    mask = work > 0.5
+    perimeter = int(np.count_nonzero(mask & ~ndi.binary_erosion(mask)))
+    if perimeter == 0:
+        return STROKE_RANGE[0]
+    return 2.0 * float(work.sum()) / perimeter / STROKE_SIDE
+
+
+def _normalise_stroke(crop: np.ndarray) -> np.ndarray:
+    """Thicken hairlines and thin fat marker strokes to MNIST's range of stroke widths, with
+    soft (anti-aliased) distance-transform dilation or erosion at a working resolution."""
+    work = _fit(crop, STROKE_SIDE)
+    work = work / max(float(work.max()), 1e-6)
+    ratio = _stroke_ratio(work)
+    target = min(max(ratio, STROKE_RANGE[0]), STROKE_RANGE[1])
+    if target == ratio:
+        return crop
+    delta = (target - ratio) * STROKE_SIDE / 2.0  # pixels to add (or remove) on each side
+    mask = work > 0.5
+    if delta > 0:
+        pad = math.ceil(delta) + 1
+        work, mask = np.pad(work, pad), np.pad(mask, pad)
+        grown = np.clip(delta + 1.0 - ndi.distance_transform_edt(~mask), 0.0, 1.0)
+        work = np.maximum(work, grown.astype(np.float32))
+    else:
+        width = ratio * STROKE_SIDE
+        shrink = min(-delta, 0.4 * width)
+        work = np.clip(ndi.distance_transform_edt(mask) - shrink, 0.0, 1.0).astype(np.float32)
+    if not (work > 0).any():
+        return crop
+    ys, xs = _bounds(work > 0)
+    return work[ys, xs]
+
+
+def _centre(digit: np.ndarray) -> np.ndarray:
+    """Paste into 28x28 so that the centre of mass lands on pixel (14, 14), as MNIST does."""
+    total = float(digit.sum())
+    h, w = digit.shape
+    cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / total
+    cx = float((digit.sum(axis=0) * np.arange(w)).sum()) / total
+    oy, ox = math.floor(14.0 - cy + 0.5), math.floor(14.0 - cx + 0.5)
+    out = np.zeros((SIZE, SIZE), np.float32)
+    y0, x0 = max(0, oy), max(0, ox)
+    y1, x1 = min(SIZE, oy + h), min(SIZE, ox + w)
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = digit[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    return out
+
+
+def normalize_digit(ink: np.ndarray) -> np.ndarray:
+    """MNIST-style uint8 (28, 28), light ink on black, from an ink map of one digit: crop,
+    stroke normalisation, long side to 20 px, centre of mass at (14, 14)."""
+    crop = _keep_digit(_validate_ink(ink))
+    crop = _normalise_stroke(crop)
+    digit = _fit(crop, BOX)
+    peak = float(digit.max())
+    if peak <= 0:
+        raise NoDigitError("no digit found: the ink vanished at 20 px")
+    digit = digit * (1.0 / peak)
+    return np.rint(_centre(digit) * 255.0).astype(np.uint8)
+
+
+def preprocess(source: ImageSource) -> np.ndarray:
+    """Any image of one digit → the uint8 (28, 28) MNIST-style image the models read."""
+    return normalize_digit(to_ink(source))

@@ -1,0 +1,249 @@
+"""Render MNIST digits the way real input arrives (photos, scans, canvas exports, odd sizes),
+for the tests, the robustness benchmark and the web tests.
+
+Every condition maps (28x28 uint8 MNIST digit, numpy Generator) to something
+`digitrec.preprocess.load_image` accepts: encoded bytes, a PIL image or a numpy array.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage as ndi
+
+Rendered = bytes | np.ndarray | Image.Image
+Condition = Callable[[np.ndarray, np.random.Generator], Rendered]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _ink(img28: np.ndarray) -> np.ndarray:
+    """MNIST uint8 → float ink in [0, 1]."""
+    return np.asarray(img28, dtype=np.float32) / 255.0
+
+
+def _resize(ink: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Smooth float resize (bicubic up, Lanczos down), clipped to [0, 1]."""
+    up = width >= ink.shape[1]
+    out = Image.fromarray(np.ascontiguousarray(ink, np.float32), "F").resize(
+        (width, height), Image.BICUBIC if up else Image.LANCZOS)
+    return np.clip(np.asarray(out), 0.0, 1.0)
+
+
+def _crop(ink: np.ndarray) -> np.ndarray:
+    """The ink's bounding box."""
+    rows = np.flatnonzero(ink.max(axis=1) > 0)
+    cols = np.flatnonzero(ink.max(axis=0) > 0)
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _scaled_crop(img28: np.ndarray, height: float) -> np.ndarray:
+    """The digit's ink box resized so that its height is `height` pixels (aspect kept)."""
+    crop = _crop(_ink(img28))
+    scale = height / crop.shape[0]
+    return _resize(crop, max(1, round(crop.shape[1] * scale)), max(1, round(height)))
+
+
+def _place(ink: np.ndarray, shape: tuple[int, int], y: int, x: int) -> np.ndarray:
+    """An empty (H, W) ink canvas with `ink` pasted at (y, x) (clipped at the edges)."""
+    canvas = np.zeros(shape, np.float32)
+    h, w = ink.shape
+    y0, x0, y1, x1 = max(0, y), max(0, x), min(shape[0], y + h), min(shape[1], x + w)
+    canvas[y0:y1, x0:x1] = ink[y0 - y:y1 - y, x0 - x:x1 - x]
+    return canvas
+
+
+def _on_paper(ink: np.ndarray, paper: float = 1.0, pen: float = 0.0) -> np.ndarray:
+    """Dark ink on light paper as uint8 grey."""
+    return np.rint((paper - ink * (paper - pen)) * 255).clip(0, 255).astype(np.uint8)
+
+
+def _encode(pixels: np.ndarray | Image.Image, fmt: str = "PNG", **options) -> bytes:
+    """Encode pixels (uint8 array or PIL image) as image-file bytes."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _disk(radius: int) -> np.ndarray:
+    """Boolean disk footprint."""
+    r = np.arange(-radius, radius + 1)
+    return (r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius
+
+
+# ----------------------------------------------------------------------------- conditions
+
+
+def mnist(img28: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The MNIST digit itself (light on black, 28x28): preprocessing must leave it alone."""
+    return np.array(img28, dtype=np.uint8)
+
+
+def dark_on_white(img28: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Inverted polarity: black ink on white paper, 28x28."""
+    return 255 - np.asarray(img28, dtype=np.uint8)
+
+
+def paper_200(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A 200x200 PNG: the digit field upscaled to 160 px on light-grey, slightly textured paper."""
+    ink = _place(_resize(_ink(img28), 160, 160), (200, 200), *rng.integers(0, 41, 2))
+    paper = rng.uniform(0.78, 0.92)
+    texture = ndi.gaussian_filter(rng.normal(0, 0.02, (200, 200)), 1.0)
+    grey = np.clip(paper + texture - ink * (paper - rng.uniform(0.05, 0.3)), 0, 1)
+    return _encode(np.rint(grey * 255).astype(np.uint8))
+
+
+def corner(img28: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A 70 px digit tucked into a random corner of a white 280x280 canvas (a PIL image)."""
+    digit = _scaled_crop(img28, 70)
+    h, w = digit.shape
+    margin = int(rng.integers(2, 10))
+    y = margin if rng.random() < 0.5 else 280 - h - margin
+    x = margin if rng.random() < 0.5 else 280 - w - margin
+    return Image.fromarray(_on_paper(_place(digit, (280, 280), y, x)), "L")
+
+
+def small(img28: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """An 8 px tall digit somewhere on a 64x64 white RGB image."""
+    digit = _scaled_crop(img28, 8)
+    h, w = digit.shape
+    ink = _place(digit, (64, 64), int(rng.integers(0, 64 - h)), int(rng.integers(0, 64 - w)))
+    return Image.fromarray(_on_paper(ink), "L").convert("RGB")
+
+
+def large(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit filling a 400x400 RGB PNG (long side 380 px)."""
+    crop = _crop(_ink(img28))
+    scale = 380 / max(crop.shape)
+    digit = _resize(crop, max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    h, w = digit.shape
+    ink = _place(digit, (400, 400), (400 - h) // 2, (400 - w) // 2)
+    return _encode(Image.fromarray(_on_paper(ink), "L").convert("RGB"))
+
+
+def thick(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A fat marker: the 4x upscaled digit dilated by a 5 px disk (strokes about 2x wider)."""
+    ink = _resize(_ink(img28), 112, 112)
+    return _encode(_on_paper(ndi.grey_dilation(ink, footprint=_disk(5))))
+
+
+def thin(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A hairline pen: the medial ridge of the 4x upscaled digit, about 2 px wide at 112 px
+    (half a pixel at MNIST scale), lightly anti-aliased."""
+    ink = _resize(_ink(img28), 112, 112)
+    depth = ndi.distance_transform_edt(ink > 0.5)
+    ridge = (depth > 0) & (depth >= ndi.maximum_filter(depth, size=3))
+    line = ndi.gaussian_filter(ndi.binary_dilation(ridge).astype(np.float32), 0.6)
+    return _encode(_on_paper(np.clip(line * 1.5, 0, 1)))
+
+
+def jpeg30(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Blue ballpoint on off-white paper, 112x112, saved as a quality-30 JPEG."""
+    ink = _resize(_ink(img28), 112, 112)[..., None]
+    paper = np.array([0.96, 0.94, 0.88]) * rng.uniform(0.9, 1.0)
+    pen = np.array([0.10, 0.15, 0.45])
+    rgb = np.rint((paper - ink * (paper - pen)) * 255).astype(np.uint8)
+    return _encode(rgb, "JPEG", quality=30)
+
+
+def noise(img28: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A float [0, 1] array: 84x84 dark-on-light digit with Gaussian noise (sigma 0.12)."""
+    ink = _resize(_ink(img28), 84, 84)
+    grey = 0.9 - ink * 0.75 + rng.normal(0.0, 0.12, ink.shape)
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)
+
+
+def rotated(img28: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """The 4x upscaled dark-on-white digit rotated by up to 15 degrees either way."""
+    page = Image.fromarray(_on_paper(_resize(_ink(img28), 112, 112)), "L")
+    return page.rotate(float(rng.uniform(-15, 15)), Image.BICUBIC, expand=True, fillcolor=255)
+
+
+def _canvas_alpha(img28: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Alpha of a digit drawn at a random size and place on a 280x280 browser canvas."""
+    digit = _scaled_crop(img28, float(rng.uniform(140, 230)))
+    h, w = digit.shape
+    y = int(rng.integers(5, max(6, 275 - h)))
+    x = int(rng.integers(5, max(6, 275 - w)))
+    return np.rint(_place(digit, (280, 280), y, x) * 255).astype(np.uint8)
+
+
+def canvas_png(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Black strokes on a transparent 280x280 RGBA PNG (transparent pixels are (0, 0, 0, 0),
+    as a browser canvas exports them: ignoring alpha leaves black on black)."""
+    alpha = _canvas_alpha(img28, rng)
+    rgba = np.zeros((280, 280, 4), np.uint8)
+    rgba[..., 3] = alpha
+    return _encode(Image.fromarray(rgba, "RGBA"))
+
+
+def white_on_transparent(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """White strokes on a transparent 280x280 PNG whose transparent pixels are white too
+    (ignoring alpha leaves white on white)."""
+    alpha = _canvas_alpha(img28, rng)
+    rgba = np.full((280, 280, 4), 255, np.uint8)
+    rgba[..., 3] = alpha
+    return _encode(Image.fromarray(rgba, "RGBA"))
+
+
+def shadow(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A phone photo: 160x160 pencil digit on paper lit unevenly, with a soft shadow across
+    one side, sensor noise and JPEG quality 70."""
+    ink = _place(_resize(_ink(img28), 120, 120), (160, 160), *rng.integers(10, 31, 2))
+    yy, xx = np.mgrid[0:160, 0:160] / 160.0
+    angle = rng.uniform(0, 2 * np.pi)
+    light = 0.85 + 0.12 * (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5))
+    edge = rng.uniform(0.15, 0.4)
+    light = light * (1 - 0.35 * (1 / (1 + np.exp(((xx if rng.random() < 0.5 else yy) - edge)
+                                                  / 0.05))))
+    grey = light * (1 - 0.7 * ink) + rng.normal(0, 0.02, ink.shape)
+    return _encode(np.rint(np.clip(grey, 0, 1) * 255).astype(np.uint8), "JPEG", quality=70)
+
+
+CONDITIONS: dict[str, Condition] = {
+    "mnist": mnist,
+    "dark_on_white": dark_on_white,
+    "paper_200": paper_200,
+    "corner": corner,
+    "small": small,
+    "large": large,
+    "thick": thick,
+    "thin": thin,
+    "jpeg30": jpeg30,
+    "noise": noise,
+    "rotated": rotated,
+    "canvas_png": canvas_png,
+    "white_on_transparent": white_on_transparent,
+    "shadow": shadow,
+}
+
+# Conditions that destroy information the model relies on; their goal is 98%, not 99%.
+HARD_CONDITIONS = frozenset({"noise", "rotated"})
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def compose_number(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A line of MNIST digits written on a white page (dark ink, uint8 2-D): random sizes
+    (0.85-1.15x of a 48 px line), baseline jitter, gaps from slight overlap to half a digit."""
+    line = 48.0
+    pieces = [_scaled_crop(d, _crop(_ink(d)).shape[0] * line / 20 * rng.uniform(0.85, 1.15))
+              for d in digits]
+    margin = 16
+    height = int(max(p.shape[0] for p in pieces) + 2 * margin + 8)
+    xs, cursor = [], margin
+    for piece in pieces:
+        xs.append(cursor)
+        cursor += piece.shape[1] + int(round(rng.uniform(-0.06, 0.5) * line))
+    width = int(xs[-1] + pieces[-1].shape[1] + margin)
+    ink = np.zeros((height, width), np.float32)
+    for piece, x in zip(pieces, xs, strict=True):
+        y = (height - piece.shape[0]) // 2 + int(rng.integers(-4, 5))
+        ink = np.maximum(ink, _place(piece, (height, width), y, x))
+    return _on_paper(ink)

@@ -1,0 +1,66 @@
+"""The web app: `create_app(config)` builds the Flask app (page + JSON API) around a Recognizer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+DEFAULT_MAX_UPLOAD = 4 * 1024 * 1024  # bytes; over this the API answers 413
+JSON_PREFIXES = ("/api/", "/healthz")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; loads the Recognizer once (config WEIGHTS, else $DIGITREC_WEIGHTS, else
+    the bundled ensemble; or pass a ready one as RECOGNIZER)."""
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=DEFAULT_MAX_UPLOAD,
+        WEIGHTS=os.environ.get("DIGITREC_WEIGHTS") or None,
+        TORCH_THREADS=int(os.environ.get("DIGITREC_TORCH_THREADS", "0")) or None,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(config or {})
+    app.json.sort_keys = False
+    if app.config["TORCH_THREADS"]:
+        import torch
+        torch.set_num_threads(int(app.config["TORCH_THREADS"]))
+    recognizer = app.config.get("RECOGNIZER")
+    if recognizer is None:
+        from digitrec.recognizer import Recognizer
+        recognizer = Recognizer.load(app.config["WEIGHTS"])
+    app.extensions["digitrec.recognizer"] = recognizer
+
+    from digitrec.web.api import api
+    from digitrec.web.pages import pages
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+def _http_error(exc: HTTPException):
+    """HTTP errors as JSON `{"error": ...}` under /api; the usual HTML page elsewhere."""
+    if not _wants_json():
+        return exc
+    response = jsonify(error=exc.description or exc.name)
+    response.status_code = exc.code or 500
+    if exc.code == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response, response.status_code
+
+
+def _unexpected_error(exc: Exception):
+    """Any other exception: logged with its trace, answered 500 without one."""
+    from flask import current_app
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    if _wants_json():
+        return jsonify(error="internal server error"), 500
+    return InternalServerError()

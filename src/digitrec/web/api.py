@@ -1,0 +1,163 @@
+"""JSON API: /api/predict, /api/read-number, /api/models, /api/openapi.json and /healthz."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from digitrec.web.openapi import spec
+
+api = Blueprint("api", __name__)
+
+# Leading bytes of common files that are certainly not images: answered 415, not 400.
+NON_IMAGE_MAGIC = {
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (or office document)",
+    b"\x1f\x8b": "a gzip file",
+    b"\x7fELF": "an executable",
+    b"<?xml": "an XML document",
+    b"<svg": "an SVG drawing (not supported: send PNG, JPEG, GIF, BMP or WebP)",
+    b"<!doctype": "an HTML document",
+    b"<html": "an HTML document",
+    b"{": "JSON text",
+}
+DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),(?P<data>.*)$",
+                      re.DOTALL)
+
+
+class ApiError(HTTPException):
+    """An error answered as JSON `{"error": description}` with the given status."""
+
+    def __init__(self, code: int, description: str):
+        super().__init__(description)
+        self.code = code
+
+
+def _recognizer():
+    return current_app.extensions["digitrec.recognizer"]
+
+
+def _check_not_other_type(data: bytes) -> None:
+    head = data[:16].lstrip().lower()
+    for magic, what in NON_IMAGE_MAGIC.items():
+        if head.startswith(magic.lower()):
+            raise ApiError(415, f"unsupported content type: the upload is {what}, not an image")
+
+
+def _check_media_type(media_type: str | None) -> None:
+    if media_type and not (media_type.startswith("image/")
+                           or media_type == "application/octet-stream"):
+        raise ApiError(415, f"unsupported content type {media_type!r}: send an image")
+
+
+def _decode_base64(text: str) -> bytes:
+    match = DATA_URL.match(text.strip())
+    if match:
+        _check_media_type(match["type"])
+        if ";base64" not in match["params"].lower():
+            raise ApiError(400, "the data URL must be base64-encoded (data:image/png;base64,...)")
+        text = match["data"]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "the image is not valid base64") from None
+
+
+def _image_from_json() -> bytes:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "malformed JSON body")
+    if not isinstance(body, dict) or not isinstance(body.get("image"), str):
+        raise ApiError(400, 'expected a JSON object {"image": "data:image/png;base64,..."}')
+    return _decode_base64(body["image"])
+
+
+def _image_from_multipart() -> bytes:
+    upload = request.files.get("image")
+    if upload is None:
+        raise ApiError(400, "missing the multipart file field 'image'")
+    _check_media_type(upload.mimetype or None)
+    return upload.read()
+
+
+def read_image() -> bytes:
+    """The image bytes of the request: multipart field `image`, JSON data URL, or a raw body."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        data = _image_from_multipart()
+    elif request.is_json:
+        data = _image_from_json()
+    elif mimetype.startswith("image/") or mimetype == "application/octet-stream":
+        data = request.get_data()
+    else:
+        raise ApiError(415, f"unsupported content type {mimetype or '(none)'!r}: send "
+                            "multipart/form-data, application/json or an image/* body")
+    if not data:
+        raise ApiError(400, "the image is empty")
+    _check_not_other_type(data)
+    return data
+
+
+def _run(method: str, data: bytes):
+    """Call a Recognizer method, mapping preprocessing errors to HTTP statuses."""
+    from digitrec.preprocess import ImageDecodeError, ImageTooLargeError, InputError, NoDigitError
+    try:
+        return getattr(_recognizer(), method)(data)
+    except ImageTooLargeError as exc:
+        raise ApiError(413, str(exc) or "the image has too many pixels") from None
+    except NoDigitError as exc:
+        raise ApiError(422, str(exc) or "no digit found in the image") from None
+    except ImageDecodeError as exc:
+        raise ApiError(400, str(exc) or "not an image, or a corrupt one") from None
+    except InputError as exc:
+        raise ApiError(400, str(exc) or "unusable image") from None
+
+
+@api.post("/api/predict")
+def predict():
+    """Read one digit."""
+    data = read_image()
+    start = time.perf_counter()
+    result = _run("predict", data).to_json()
+    result["ms"] = round((time.perf_counter() - start) * 1000, 2)
+    return jsonify(result)
+
+
+@api.post("/api/read-number")
+def read_number():
+    """Read a line of digits, left to right."""
+    data = read_image()
+    start = time.perf_counter()
+    reading = _run("read_number", data)
+    if not reading.digits:
+        raise ApiError(422, "no digit found in the image")
+    ms = round((time.perf_counter() - start) * 1000, 2)
+    boxes = [[int(v) for v in box] for box in reading.boxes]
+    digits = [{**d.to_json(), "box": box} for d, box in zip(reading.digits, boxes, strict=False)]
+    return jsonify(number=reading.number, confidence=reading.confidence,
+                   abstained=reading.abstained, digits=digits, boxes=boxes, ms=ms)
+
+
+@api.get("/api/models")
+def models():
+    """The ensemble's members and their model cards."""
+    rec = _recognizer()
+    return jsonify(members=list(rec.cards), threshold=float(rec.threshold), cards=rec.cards)
+
+
+@api.get("/api/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of this API."""
+    return jsonify(spec())
+
+
+@api.get("/healthz")
+def healthz():
+    """Liveness: the models are loaded."""
+    return jsonify(status="ok", models=len(_recognizer().cards))
+

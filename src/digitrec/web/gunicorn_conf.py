@@ -1,0 +1,79 @@
+"""gunicorn settings for the web app, and `serve()` that runs it (used by `digitrec serve`).
+
+Also usable directly: gunicorn -c src/digitrec/web/gunicorn_conf.py 'digitrec.web:create_app()'
+(DIGITREC_HOST, DIGITREC_PORT, DIGITREC_WORKERS, DIGITREC_THREADS, DIGITREC_WEIGHTS apply)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """One worker per core, at most 4 (each holds its own copy of the models)."""
+    return max(1, min(4, cpu_cores()))
+
+
+bind = f"{os.environ.get('DIGITREC_HOST', '127.0.0.1')}:{os.environ.get('DIGITREC_PORT', '8000')}"
+workers = int(os.environ.get("DIGITREC_WORKERS", default_workers()))
+threads = int(os.environ.get("DIGITREC_THREADS", "2"))
+worker_class = "gthread"
+timeout = 60
+graceful_timeout = 10
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+
+
+def post_fork(server, worker) -> None:
+    """Share the cores among workers so torch threads don't oversubscribe the CPU."""
+    import torch
+    torch.set_num_threads(max(1, cpu_cores() // max(1, server.cfg.workers)))
+
+
+def _settings() -> dict:
+    names = ("bind", "workers", "threads", "worker_class", "timeout", "graceful_timeout",
+             "keepalive", "accesslog", "errorlog", "loglevel", "post_fork")
+    return {name: globals()[name] for name in names}
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
+          threads: int | None = None, weights: str | None = None, dev: bool = False) -> None:
+    """Serve the app with gunicorn (or Flask's development server when `dev`)."""
+    from digitrec.models import BUNDLED_DIR
+    directory = Path(weights) if weights else BUNDLED_DIR
+    if not any(directory.glob("*.safetensors")):
+        raise FileNotFoundError(f"no *.safetensors models in {directory}")
+    from digitrec.web import create_app
+    config = {"WEIGHTS": str(directory)}
+    if dev:
+        create_app({**config, "TEMPLATES_AUTO_RELOAD": True}).run(host=host, port=port,
+                                                                   threaded=True)
+        return
+    from gunicorn.app.base import BaseApplication
+
+    class DigitrecApplication(BaseApplication):
+        """gunicorn running `create_app(config)` in each worker."""
+
+        def load_config(self) -> None:
+            options = {**_settings(), "bind": f"{host}:{port}"}
+            if workers:
+                options["workers"] = workers
+            if threads:
+                options["threads"] = threads
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app(config)
+
+    DigitrecApplication().run()

@@ -1,0 +1,157 @@
+"""The OpenAPI 3.1 description served at /api/openapi.json (tests validate real responses
+against these schemas, so keep them in step with api.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from digitrec import __version__
+
+PROBS = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+         "minItems": 10, "maxItems": 10,
+         "description": "Probability of each digit 0-9 (sums to 1)."}
+IMAGE28 = {
+    "type": "array", "minItems": 28, "maxItems": 28,
+    "items": {"type": "array", "minItems": 28, "maxItems": 28,
+              "items": {"type": "integer", "minimum": 0, "maximum": 255}},
+    "description": "The 28x28 MNIST-style image the models saw: rows of grey levels "
+                   "0-255, 0 = background, 255 = ink.",
+}
+BOX = {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
+       "description": "Where the digit is in the input image, in pixels, as the segmenter "
+                      "reports it (x, y, width, height)."}
+READING_PROPS: dict[str, Any] = {
+    "digit": {"type": ["integer", "null"], "minimum": 0, "maximum": 9,
+              "description": "The most probable digit."},
+    "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                   "description": "Ensemble probability of `digit`."},
+    "probabilities": PROBS,
+    "models": {"type": "object", "additionalProperties": PROBS,
+               "description": "Each member model's probabilities (its vote is the argmax)."},
+    "abstained": {"type": "boolean",
+                  "description": "True when the answer is not sure: the models disagree or "
+                                 "the confidence is under the calibrated threshold."},
+    "reason": {"type": ["string", "null"], "description": "Why it abstained, else null."},
+    "image28": IMAGE28,
+}
+READING_REQUIRED = ["digit", "confidence", "probabilities", "models", "abstained", "image28"]
+MS = {"type": "number", "minimum": 0, "description": "Server-side recognition time (ms)."}
+
+SCHEMAS: dict[str, Any] = {
+    "Prediction": {
+        "type": "object", "required": [*READING_REQUIRED, "ms"],
+        "properties": {**READING_PROPS, "ms": MS},
+    },
+    "DigitReading": {
+        "type": "object", "required": [*READING_REQUIRED, "box"],
+        "properties": {**READING_PROPS, "box": BOX},
+    },
+    "NumberReading": {
+        "type": "object",
+        "required": ["number", "confidence", "abstained", "digits", "boxes", "ms"],
+        "properties": {
+            "number": {"type": "string", "description": "The digits left to right ('?' for "
+                                                        "one that could not be read)."},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "Probability that every digit is right."},
+            "abstained": {"type": "boolean", "description": "True if any digit is unsure."},
+            "digits": {"type": "array", "items": {"$ref": "#/components/schemas/DigitReading"}},
+            "boxes": {"type": "array", "items": BOX},
+            "ms": MS,
+        },
+    },
+    "Models": {
+        "type": "object", "required": ["members", "threshold", "cards"],
+        "properties": {
+            "members": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                          "description": "Confidence under which a prediction abstains."},
+            "cards": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["name", "architecture"],
+                "description": "The model card: training setup and test metrics."}},
+        },
+    },
+    "Health": {
+        "type": "object", "required": ["status", "models"],
+        "properties": {"status": {"type": "string", "enum": ["ok"]},
+                       "models": {"type": "integer", "minimum": 1}},
+    },
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "string", "description": "What went wrong."}},
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["image"],
+            "properties": {"image": {"type": "string", "format": "binary"}}}},
+        "application/json": {"schema": {
+            "type": "object", "required": ["image"],
+            "properties": {"image": {"type": "string", "description":
+                                     "A data URL (data:image/png;base64,...) or bare base64."}}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+IMAGE_ERRORS = {
+    "400": _error("Malformed JSON, bad base64, missing field, or not an image / corrupt."),
+    "413": _error("Upload over the size limit (default 4 MB) or image over the pixel budget."),
+    "415": _error("Unsupported content type (a non-image body or file)."),
+    "422": _error("No digit found (blank image)."),
+}
+
+
+def spec() -> dict[str, Any]:
+    """The OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "digitrec", "version": __version__,
+                 "description": "Handwritten digit recognition with a CNN ensemble. Errors "
+                                "are JSON {\"error\": \"...\"} with a 4xx/5xx status."},
+        "paths": {
+            "/api/predict": {"post": {
+                "summary": "Read one handwritten digit.", "operationId": "predict",
+                "requestBody": IMAGE_BODY,
+                "responses": {"200": _ok("Prediction", "What the ensemble read."),
+                              **IMAGE_ERRORS},
+            }},
+            "/api/read-number": {"post": {
+                "summary": "Read a line of handwritten digits, left to right.",
+                "operationId": "readNumber", "requestBody": IMAGE_BODY,
+                "responses": {"200": _ok("NumberReading", "The number and each digit."),
+                              **IMAGE_ERRORS},
+            }},
+            "/api/models": {"get": {
+                "summary": "The ensemble members and their model cards.",
+                "operationId": "models",
+                "responses": {"200": _ok("Models", "Members and model cards.")},
+            }},
+            "/api/openapi.json": {"get": {
+                "summary": "This document.", "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.1 document.",
+                                      "content": {"application/json": {}}}},
+            }},
+            "/healthz": {"get": {
+                "summary": "Liveness: the models are loaded.", "operationId": "health",
+                "responses": {"200": _ok("Health", "Serving.")},
+            }},
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": {"NotFound": _error("No such endpoint."),
+                          "MethodNotAllowed": _error("Wrong HTTP method.")},
+        },
+    }

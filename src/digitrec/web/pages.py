@@ -1,0 +1,13 @@
+"""The one page: drawing pad, upload and results (everything else happens in static/app.js)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+pages = Blueprint("pages", __name__)
+
+
+@pages.get("/")
+def index() -> str:
+    """The drawing / upload page."""
+    return render_template("index.html")

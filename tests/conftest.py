@@ -1,0 +1,36 @@
+"""Shared fixtures: the MNIST directory (../shared/mnist or $DIGITREC_DATA) and loaded data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _mnist_dir() -> Path | None:
+    for candidate in (os.environ.get("DIGITREC_DATA"), REPO.parent / "shared" / "mnist"):
+        if candidate and (Path(candidate) / "t10k-images-idx3-ubyte.gz").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST directory; skips (saying so) when it is absent."""
+    directory = _mnist_dir()
+    if directory is None:
+        pytest.skip("MNIST not found: set $DIGITREC_DATA or put it in ../shared/mnist")
+    os.environ["DIGITREC_DATA"] = str(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    """The four MNIST arrays, loaded once per session."""
+    from digitrec.data import load_mnist
+    return load_mnist(mnist_dir)

@@ -1,0 +1,199 @@
+"""End to end in a real browser: `digitrec serve` (gunicorn) + Debian's chromium via Playwright.
+Draws digits with the mouse and fails when the page shows a wrong one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from digitrec.models import BUNDLED_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+
+# Strokes as fractions of the pad (x right, y down); several points per stroke, like a hand.
+SEVEN = [[(0.26, 0.22), (0.40, 0.21), (0.55, 0.21), (0.72, 0.22), (0.62, 0.42),
+          (0.53, 0.62), (0.46, 0.82)]]
+ONE = [[(0.52, 0.16), (0.51, 0.40), (0.50, 0.62), (0.49, 0.85)]]
+# Number mode: the pad is twice as wide as it is tall; '4' on the left, '2' on the right.
+FOUR = [[(0.23, 0.15), (0.17, 0.38), (0.11, 0.60), (0.22, 0.60), (0.35, 0.60)],
+        [(0.29, 0.28), (0.29, 0.55), (0.29, 0.86)]]
+TWO = [[(0.61, 0.32), (0.66, 0.18), (0.74, 0.14), (0.81, 0.19), (0.82, 0.33), (0.76, 0.50),
+        (0.68, 0.66), (0.61, 0.84), (0.72, 0.84), (0.86, 0.84)]]
+
+
+def weights_dir() -> Path:
+    """The bundled weights, or the ensemble still training in runs/bundle."""
+    for directory in (BUNDLED_DIR, ROOT / "runs" / "bundle"):
+        if any(directory.glob("*.safetensors")):
+            return directory
+    pytest.fail(f"no trained models: neither {BUNDLED_DIR} nor runs/bundle has *.safetensors")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`digitrec serve` (gunicorn, one worker) on a free port; yields its base URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digitrec.cli", "serve", "--port", str(port), "--workers",
+             "1", "--threads", "4", "--weights", str(weights_dir())],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not _healthy(base):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"`digitrec serve` did not come up:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless; fails (never skips) when it is not installed."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: install it with `make browser` "
+                    "(scripts/ensure-chromium.sh)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    """A fresh page on the app; fails the test on any JS error or any off-site request."""
+    context = browser.new_context(viewport={"width": 1200, "height": 860})
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda exc: problems.append(f"JS error: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+    page.on("request", lambda req: req.url.startswith((server, "data:", "blob:"))
+            or problems.append(f"off-site request: {req.url}"))
+    page.goto(server)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def wait_for_result(page) -> None:
+    """Wait until the result panel answers the pad's current content."""
+    page.wait_for_function(
+        "() => { const r = document.querySelector('#result');"
+        " return r.dataset.for === document.querySelector('#pad').dataset.version"
+        " && r.getAttribute('aria-busy') === 'false'; }", timeout=15_000)
+
+
+def draw(page, strokes) -> None:
+    """Draw strokes on the pad with the mouse, then wait for the final prediction."""
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=6)
+        page.mouse.up()
+    wait_for_result(page)
+
+
+def shown_digit(page) -> str:
+    """The digit the page shows, failing on an error message."""
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    return page.locator("#result-digit").inner_text().strip()
+
+
+def test_draw_seven_shows_seven_with_details_and_screenshot(page):
+    draw(page, SEVEN)
+    assert shown_digit(page) == "7"
+    assert page.locator("#confidence").inner_text().endswith("%")
+    assert page.locator("#bars li").count() == 10
+    assert page.locator("#bars li.best .bar-label").inner_text() == "7"
+    assert page.locator("#models li").count() >= 1
+    ink = page.evaluate("() => Array.from(document.querySelector('#seen').getContext('2d')"
+                        ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 == 0 && v > 128)"
+                        ".length")
+    assert ink > 20, "the 28x28 image the model saw is not shown"
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_draw_one_then_undo_and_clear(page):
+    draw(page, ONE)
+    assert shown_digit(page) == "1"
+    draw(page, [[(0.2, 0.5), (0.5, 0.5), (0.8, 0.5)]])  # cross it out: no longer a '1'
+    page.click("#undo")
+    wait_for_result(page)
+    assert shown_digit(page) == "1"
+    page.click("#clear")
+    wait_for_result(page)
+    assert shown_digit(page) == ""
+
+
+def test_number_mode_reads_42(page):
+    page.get_by_label("Number mode").check()
+    draw(page, FOUR + TWO)
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    assert page.locator("#result-number").inner_text().strip() == "42"
+    assert page.locator("#number-digits li").count() == 2
+
+
+def test_upload_png_through_the_file_input(page, tmp_path):
+    photo = Image.new("L", (240, 300), 225)  # grey paper, dark ink, off-centre
+    ImageDraw.Draw(photo).line([(70, 90), (170, 88), (120, 250)], fill=35, width=16,
+                               joint="curve")
+    path = tmp_path / "seven.png"
+    photo.save(path)
+    page.set_input_files("#file", str(path))
+    wait_for_result(page)
+    assert shown_digit(page) == "7"
+    assert page.locator("#upload-preview").is_visible()
+
+
+def test_phone_width_keyboard_and_touch_settings(page):
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.eval_on_selector("#pad", "el => getComputedStyle(el).touchAction") == "none"
+    for name in ("Undo", "Clear"):
+        assert page.get_by_role("button", name=name).is_visible()
+    page.locator("#mode-number").focus()
+    page.keyboard.press("Space")  # keyboard toggles number mode
+    assert page.locator("#mode-number").is_checked()
+    assert page.eval_on_selector("#pad", "el => el.width / el.height") == 2
+    draw(page, [[(0.26, 0.16), (0.25, 0.85)], [(0.74, 0.16), (0.75, 0.85)]])
+    assert page.locator("#result-number").inner_text().strip() == "11"
