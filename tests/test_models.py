@@ -7,8 +7,14 @@ import json
 import pytest
 import torch
 
-from digitrec.models import (Ensemble, create_model, list_models, load_ensemble, load_model,
-                             save_model)
+from digitrec.models import (
+    Ensemble,
+    create_model,
+    list_models,
+    load_ensemble,
+    load_model,
+    save_model,
+)
 
 
 def test_registry_has_the_seed_designs():

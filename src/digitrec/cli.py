@@ -75,6 +75,117 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _expand_inputs(paths: list[str]) -> list[Path]:
+    """Files as given; directories walked for image files, in sorted order."""
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def _prediction_line(file: str, prediction, as_json: bool) -> str:
+    if as_json:
+        digit = None if prediction.abstained else prediction.digit
+        return json.dumps({"file": file, "digit": digit,
+                           "best_guess": prediction.digit, "confidence": prediction.confidence,
+                           "probabilities": prediction.probabilities,
+                           "abstained": prediction.abstained, "reason": prediction.reason})
+    if prediction.abstained:
+        return (f"{file}: not sure ({prediction.reason}; best guess {prediction.digit} "
+                f"at {prediction.confidence:.1%})")
+    return f"{file}: {prediction.digit} ({prediction.confidence:.1%})"
+
+
+def _number_line(file: str, reading, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"file": file, "number": reading.number,
+                           "confidence": reading.confidence, "abstained": reading.abstained,
+                           "digits": [{"digit": d.digit, "confidence": d.confidence,
+                                       "probabilities": d.probabilities,
+                                       "abstained": d.abstained, "box": list(box)}
+                                      for d, box in zip(reading.digits, reading.boxes,
+                                                        strict=True)]})
+    flag = " (not sure)" if reading.abstained else ""
+    return f"{file}: {reading.number}{flag} ({reading.confidence:.1%})"
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from digitrec.preprocess import InputError, preprocess
+    from digitrec.recognizer import Recognizer
+
+    recognizer = Recognizer.load(args.weights)
+    files = _expand_inputs(args.files)
+    failed = 0
+
+    def report_error(file: Path, exc: Exception) -> None:
+        nonlocal failed
+        failed += 1
+        message = str(exc) or type(exc).__name__
+        print(json.dumps({"file": str(file), "error": message}) if args.json
+              else f"{file}: error: {message}", flush=True)
+
+    show_bar = len(files) > 50
+    if args.number:
+        for file in tqdm(files, disable=not show_bar, desc="reading", file=sys.stderr):
+            try:
+                print(_number_line(str(file), recognizer.read_number(file), args.json), flush=True)
+            except (InputError, OSError) as exc:
+                report_error(file, exc)
+        return 1 if failed else 0
+
+    batch_size = 256
+    for start in tqdm(range(0, len(files), batch_size), disable=not show_bar,
+                      desc=f"predicting {len(files)} files", file=sys.stderr):
+        ready, images = [], []
+        for file in files[start:start + batch_size]:
+            try:
+                images.append(preprocess(file))
+                ready.append(file)
+            except (InputError, OSError) as exc:
+                report_error(file, exc)
+        predictions = recognizer.classify(np.stack(images)) if images else []
+        for file, prediction in zip(ready, predictions, strict=True):
+            print(_prediction_line(str(file), prediction, args.json), flush=True)
+    return 1 if failed else 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from digitrec.data import load_mnist
+    from digitrec.evaluate import calibrate_threshold, member_probabilities
+    from digitrec.models import BUNDLED_DIR, load_ensemble
+
+    directory = Path(args.weights) if args.weights else BUNDLED_DIR
+    images, labels = load_mnist(args.data_dir).split("val")
+    ensemble, _ = load_ensemble(directory)
+    calibration = calibrate_threshold(member_probabilities(ensemble, images), labels,
+                                      error_cost=args.error_cost)
+    calibration["split"] = "validation (last 5,000 training images)"
+    (directory / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+    print(json.dumps(calibration, indent=2))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from digitrec.compare import format_table, run_comparison, write_report
+    comparison = run_comparison(quick=args.quick, weights=args.weights, data_dir=args.data_dir,
+                                threads=args.threads)
+    for path in write_report(comparison, args.out):
+        print(f"wrote {path}", file=sys.stderr)
+    print(format_table(comparison))
+    return 0
+
+
 def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | None) -> None:
     parser.add_argument("--epochs", type=int, default=epochs_default)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -124,6 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
+    cal = sub.add_parser("calibrate", help="choose the abstention threshold on validation images")
+    cal.add_argument("--weights", help="directory of models (default: the bundled ensemble)")
+    cal.add_argument("--error-cost", type=float, default=5.0,
+                     help="cost of a wrong accepted answer relative to abstaining (default 5)")
+    _add_data_dir(cal)
+    cal.set_defaults(func=_cmd_calibrate)
+
+    pr = sub.add_parser("predict", help="read the digit (or number) in image files")
+    pr.add_argument("files", nargs="+", help="image files or directories (walked)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    pr.add_argument("--number", action="store_true", help="read a whole number per image")
+    pr.add_argument("--weights", help="directory of models (default: the bundled ensemble)")
+    pr.set_defaults(func=_cmd_predict)
+
     srv = sub.add_parser("serve", help="run the web app (gunicorn; Flask's dev server with --dev)")
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
@@ -133,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--weights", help="directory of models (default: the bundled ensemble)")
     srv.add_argument("--dev", action="store_true", help="Flask's development server instead")
     srv.set_defaults(func=_cmd_serve)
+
+    cmp = sub.add_parser("compare", help="SVM vs MLP vs each CNN vs the ensemble: report + plots")
+    cmp.add_argument("--quick", action="store_true",
+                     help="small subsets, one epoch, every model trained fresh (about a minute)")
+    cmp.add_argument("--out", default="docs/comparison", help="report directory")
+    cmp.add_argument("--weights", help="directory of trained CNNs (default: the bundled ones)")
+    cmp.add_argument("--threads", type=int, help="torch CPU threads")
+    _add_data_dir(cmp)
+    cmp.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from digitrec.data import load_mnist
-from digitrec.models import load_ensemble
+from digitrec.models import Ensemble, load_ensemble
 from digitrec.train import to_tensor
 
 
@@ -73,13 +73,10 @@ def evaluate_ensemble(weights: str | os.PathLike | None = None, data_dir: str | 
     images, labels = load_mnist(data_dir).split("test")
     if limit:
         images, labels = images[:limit], labels[:limit]
-    with torch.inference_mode():
-        member_p = np.concatenate(
-            [ensemble.member_probabilities(to_tensor(images[i:i + 1000])).numpy()
-             for i in range(0, len(images), 1000)], axis=1)
+    member_p = member_probabilities(ensemble, images)
     return Evaluation(ensemble=metrics(member_p.mean(axis=0), labels),
-                      members={n: metrics(member_p[k], labels)
-                               for k, n in enumerate(ensemble.members)},
+                      members={name: metrics(member_p[k], labels)
+                               for k, name in enumerate(ensemble.members)},
                       images=images, labels=labels)
 
 
@@ -139,3 +136,36 @@ def write_report(result: Evaluation, out: str | os.PathLike) -> list[Path]:
     fig.savefig(paths[1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def calibrate_threshold(member_probabilities: np.ndarray, labels: np.ndarray,
+                        error_cost: float = 5.0) -> dict:
+    """Pick the confidence threshold under which the ensemble abstains, on held-out images.
+
+    Among images where the members agree, abstaining costs 1 and accepting a wrong answer costs
+    `error_cost`; the threshold minimising the total is returned with its error/abstention rates.
+    """
+    mean = member_probabilities.mean(axis=0)
+    predicted = mean.argmax(axis=1)
+    confidence = mean.max(axis=1)
+    agree = (member_probabilities.argmax(axis=2) == predicted).all(axis=0)
+    wrong = predicted != labels
+    best = None
+    for threshold in np.round(np.arange(0.30, 0.996, 0.005), 3):
+        accepted = agree & (confidence >= threshold)
+        cost = float((~accepted).sum() + error_cost * (accepted & wrong).sum())
+        if best is None or cost < best[0]:
+            best = (cost, threshold, accepted)
+    _, threshold, accepted = best
+    return {"threshold": float(threshold), "error_cost": error_cost, "n": int(len(labels)),
+            "abstention_rate": float(1 - accepted.mean()),
+            "accepted_error_rate": float((accepted & wrong).sum() / max(accepted.sum(), 1)),
+            "members_disagree_rate": float(1 - agree.mean())}
+
+
+def member_probabilities(ensemble: Ensemble, images: np.ndarray) -> np.ndarray:
+    """(M, N, 10) probabilities of each member over uint8 images, in batches of 1,000."""
+    with torch.inference_mode():
+        return np.concatenate(
+            [ensemble.member_probabilities(to_tensor(images[i:i + 1000])).numpy()
+             for i in range(0, len(images), 1000)], axis=1)
