@@ -41,11 +41,14 @@ def elastic_field(n: int, size: int, generator: torch.Generator, alpha: float = 
     return field.permute(0, 2, 3, 1)
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator,
-                  elastic: bool = False) -> torch.Tensor:
-    """Apply a random affine (and optionally elastic) warp to a float batch (N, 1, H, W)."""
+def augment_batch(images: torch.Tensor, generator: torch.Generator, elastic: bool = False,
+                  strength: float = 1.0) -> torch.Tensor:
+    """Apply a random affine (and optionally elastic) warp to a float batch (N, 1, H, W);
+    `strength` scales every range (rotation, scale, shift, shear) from the defaults."""
     n, _, h, w = images.shape
-    theta = random_affine_theta(n, generator)
+    theta = random_affine_theta(n, generator, rotation=12.0 * strength,
+                                scale=(1 - 0.15 * strength, 1 + 0.15 * strength),
+                                shift=0.12 * strength, shear=0.25 * strength)
     grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
     if elastic:
         grid = grid + elastic_field(n, h, generator)

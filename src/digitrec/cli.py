@@ -28,7 +28,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
     return {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-            "augment": args.augment, "elastic": args.elastic, "limit": args.limit,
+            "augment": args.augment, "elastic": args.elastic,
+            "aug_strength": args.aug_strength, "limit": args.limit,
             "full": args.full, "data_dir": args.data_dir, "threads": args.threads}
 
 
@@ -38,10 +39,26 @@ def _report_trained(name: str, result, out: Path) -> None:
           f"{card['training_seconds']:.0f}s → {out / (name + '.safetensors')}")
 
 
+def _cmd_train_fast(args: argparse.Namespace) -> int:
+    from digitrec.models import save_model
+    from digitrec.train import train_fast
+    out, arch = Path(args.out), args.model or "fastnet"
+    result = train_fast(arch, epochs=args.epochs or 1, seed=args.seed, limit=args.limit,
+                        full=args.full, data_dir=args.data_dir, threads=args.threads)
+    save_model(result.model, out, arch, result.card, half=args.half)
+    _report_trained(arch, result, out)
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from digitrec.train import train_and_save
+    if args.fast:
+        return _cmd_train_fast(args)
+    if args.model is None:
+        print("digitrec train: error: --model is required (or use --fast)", file=sys.stderr)
+        return 2
     out = Path(args.out)
-    result = train_and_save(args.model, out, half=args.half, epochs=args.epochs,
+    result = train_and_save(args.model, out, half=args.half, epochs=args.epochs or 15,
                             **_train_kwargs(args))
     _report_trained(args.model, result, out)
     return 0
@@ -195,6 +212,9 @@ def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | No
                         help="random affine augmentation (default on)")
     parser.add_argument("--elastic", action=argparse.BooleanOptionalAction, default=False,
                         help="elastic distortion on top of the affine (default off)")
+    parser.add_argument("--aug-strength", type=float, default=1.0,
+                        help="scale of the affine ranges (1.0: ±12° rotation, ±15%% scale, "
+                        "±1.7 px shift, 0.25 shear)")
     parser.add_argument("--limit", type=int, help="train on the first N images only")
     parser.add_argument("--full", action="store_true",
                         help="train on all 60,000 (validation is then not held out)")
@@ -218,8 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from digitrec.models import list_models
     train = sub.add_parser("train", help="train one model")
-    train.add_argument("--model", required=True, choices=list_models())
-    _add_train_options(train, 15)
+    train.add_argument("--model", choices=list_models(),
+                       help="architecture (required, except with --fast: fastnet)")
+    train.add_argument("--fast", action="store_true",
+                       help="the fast recipe (train_fast: fastnet, 1 epoch, SGD one-cycle, no "
+                       "augmentation; --batch-size, --lr, --augment do not apply)")
+    _add_train_options(train, None)
     train.set_defaults(func=_cmd_train)
 
     ens = sub.add_parser("train-ensemble", help="train the bundled set of models in one go")

@@ -56,7 +56,8 @@ class TrainResult:
 
 
 def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
-          seed: int = 0, augment: bool = True, elastic: bool = False, limit: int | None = None,
+          seed: int = 0, augment: bool = True, elastic: bool = False, aug_strength: float = 1.0,
+          limit: int | None = None,
           full: bool = False, label_smoothing: float = 0.05, data_dir: str | None = None,
           threads: int | None = None, progress: bool = True) -> TrainResult:
     """Train `arch` and return the model with its card (hyper-parameters, accuracies, timing).
@@ -98,7 +99,7 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
             idx = order[step * batch_size:(step + 1) * batch_size]
             x = x_all[idx].float() / 255.0
             if augment:
-                x = augment_batch(x, generator, elastic=elastic)
+                x = augment_batch(x, generator, elastic=elastic, strength=aug_strength)
             x = (x - MEAN) / STD
             y = y_all[idx]
             logits = model(x)
@@ -125,7 +126,8 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
     test_acc = accuracy(model, *mnist.split("test"))
     card = {
         "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                            "augment": augment, "elastic": elastic, "limit": limit,
+                            "augment": augment, "elastic": elastic,
+                            "aug_strength": aug_strength, "limit": limit,
                             "label_smoothing": label_smoothing, "optimizer": "AdamW+OneCycle",
                             "weight_decay": 5e-4},
         "trained_on": f"{len(x_all)} images ({'all 60,000' if full else 'first 55,000'}"
@@ -149,3 +151,81 @@ def train_and_save(arch: str, out: str | Path, half: bool = False, **kwargs) -> 
     result = train(arch, **kwargs)
     save_model(result.model, out, arch, result.card, half=half)
     return result
+
+
+def train_fast(arch: str = "fastnet", epochs: float = 1.0, batch_size: int = 128,
+               lr: float = 0.1, seed: int = 0, limit: int | None = None, full: bool = False,
+               label_smoothing: float = 0.1, data_dir: str | None = None,
+               threads: int | None = None, progress: bool = True,
+               evaluate_test: bool = True) -> TrainResult:
+    """The `train --fast` recipe: a lean BN net, uint8 data resident in memory, no augmentation
+    (it does not pay in one epoch), SGD-Nesterov with a one-cycle schedule and label smoothing.
+
+    Reaches 99% MNIST test accuracy in one epoch; the card records the wall time from the first
+    step to the end of the test evaluation (`time_to_test_accuracy_seconds`)."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    mnist = load_mnist(data_dir)
+    train_x, train_y = mnist.split("full" if full else "train")
+    if limit:
+        train_x, train_y = train_x[:limit], train_y[:limit]
+    x_all = torch.from_numpy(np.array(train_x)).unsqueeze(1)  # uint8, resident in memory
+    y_all = torch.from_numpy(train_y.astype(np.int64))
+
+    model = create_model(arch)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                                weight_decay=5e-4)
+    total_steps = max(1, round(epochs * len(x_all) / batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=max(total_steps, 2), pct_start=0.25)
+    shift, scale = MEAN * 255.0, 1.0 / (STD * 255.0)
+
+    started = time.perf_counter()
+    model.train()
+    order, position, loss_sum, seen = torch.randperm(len(x_all), generator=generator), 0, 0.0, 0
+    for step in tqdm(range(total_steps), desc=f"{arch} --fast", disable=not progress,
+                     leave=False, file=sys.stderr):
+        if position >= len(order):  # next epoch
+            order, position = torch.randperm(len(x_all), generator=generator), 0
+        idx = order[position:position + batch_size]
+        position += batch_size
+        x = x_all[idx].float().sub_(shift).mul_(scale)
+        loss = F.cross_entropy(model(x), y_all[idx], label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 50 == 0 or step == total_steps - 1:
+            loss_sum, seen = loss_sum + float(loss), seen + 1
+    training_seconds = time.perf_counter() - started
+    model.eval()
+    test_acc = accuracy(model, *mnist.split("test")) if evaluate_test else None
+    to_target = time.perf_counter() - started
+    val_acc = None if full else accuracy(model, *mnist.split("val"))
+    card = {
+        "recipe": "fast",
+        "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                            "augment": False, "limit": limit, "label_smoothing": label_smoothing,
+                            "optimizer": "SGD-Nesterov(0.9)+OneCycle", "weight_decay": 5e-4,
+                            "steps": total_steps},
+        "trained_on": f"{len(x_all)} images ({'all 60,000' if full else 'first 55,000'}"
+                      f"{', limited' if limit else ''})",
+        "val_accuracy": val_acc,
+        "val_held_out": not full,
+        "test_accuracy": test_acc,
+        "history": [{"epoch": epochs, "train_loss_sampled": loss_sum / max(seen, 1),
+                     "val_accuracy": val_acc, "seconds": training_seconds}],
+        "training_seconds": round(training_seconds, 2),
+        "time_to_test_accuracy_seconds": round(to_target, 2) if evaluate_test else None,
+        "data_sha256": file_checksums(data_dir),
+        "versions": {"digitrec": __version__, "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "command": shlex.join(["digitrec", *sys.argv[1:]]) if sys.argv else "",
+    }
+    if progress:
+        print(f"{arch} --fast: {total_steps} steps in {training_seconds:.1f}s, test accuracy "
+              f"{test_acc if test_acc is None else f'{test_acc:.4f}'}", file=sys.stderr)
+    return TrainResult(model, card, card["history"])
