@@ -19,7 +19,7 @@ browser:
 	@scripts/ensure-chromium.sh
 
 run: setup
-	$(VENV)/bin/digitrec evaluate
+	$(VENV)/bin/digitrec serve
 
 lint: setup
 	$(VENV)/bin/ruff check .

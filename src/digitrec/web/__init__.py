@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 DEFAULT_MAX_UPLOAD = 4 * 1024 * 1024  # bytes; over this the API answers 413
-JSON_PREFIXES = ("/api/", "/healthz")
+JSON_PREFIXES = ("/api", "/healthz")
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -20,7 +20,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=DEFAULT_MAX_UPLOAD,
         WEIGHTS=os.environ.get("DIGITREC_WEIGHTS") or None,
         TORCH_THREADS=int(os.environ.get("DIGITREC_TORCH_THREADS", "0")) or None,
-        JSON_SORT_KEYS=False,
     )
     app.config.update(config or {})
     app.json.sort_keys = False
@@ -50,16 +49,19 @@ def _http_error(exc: HTTPException):
     """HTTP errors as JSON `{"error": ...}` under /api; the usual HTML page elsewhere."""
     if not _wants_json():
         return exc
-    response = jsonify(error=exc.description or exc.name)
+    message = exc.description or exc.name
+    if exc.code == 413 and not getattr(exc, "custom", False):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        message = f"the upload is too large: the limit is {limit / 1024 / 1024:.1f} MB"
+    response = jsonify(error=message)
     response.status_code = exc.code or 500
-    if exc.code == 405 and exc.valid_methods:
+    if getattr(exc, "valid_methods", None):  # 405 says what is allowed
         response.headers["Allow"] = ", ".join(exc.valid_methods)
-    return response, response.status_code
+    return response
 
 
 def _unexpected_error(exc: Exception):
     """Any other exception: logged with its trace, answered 500 without one."""
-    from flask import current_app
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
     if _wants_json():
         return jsonify(error="internal server error"), 500

@@ -33,6 +33,8 @@ DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?
 class ApiError(HTTPException):
     """An error answered as JSON `{"error": description}` with the given status."""
 
+    custom = True
+
     def __init__(self, code: int, description: str):
         super().__init__(description)
         self.code = code

@@ -32,6 +32,7 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+control_socket_disable = True  # no $HOME/.gunicorn/gunicorn.ctl: instances must not collide
 
 
 def post_fork(server, worker) -> None:
@@ -42,7 +43,8 @@ def post_fork(server, worker) -> None:
 
 def _settings() -> dict:
     names = ("bind", "workers", "threads", "worker_class", "timeout", "graceful_timeout",
-             "keepalive", "accesslog", "errorlog", "loglevel", "post_fork")
+             "keepalive", "accesslog", "errorlog", "loglevel", "control_socket_disable",
+             "post_fork")
     return {name: globals()[name] for name in names}
 
 

@@ -17,9 +17,9 @@ IMAGE28 = {
     "description": "The 28x28 MNIST-style image the models saw: rows of grey levels "
                    "0-255, 0 = background, 255 = ink.",
 }
-BOX = {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
-       "description": "Where the digit is in the input image, in pixels, as the segmenter "
-                      "reports it (x, y, width, height)."}
+BOX = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 4, "maxItems": 4,
+       "description": "Where the digit is in the input image, in pixels: [x0, y0, x1, y1] "
+                      "(left, top, right, bottom; right and bottom exclusive)."}
 READING_PROPS: dict[str, Any] = {
     "digit": {"type": ["integer", "null"], "minimum": 0, "maximum": 9,
               "description": "The most probable digit."},

@@ -171,19 +171,42 @@
     img.hidden = true;
   }
 
-  function sendFile(file) {
+  // Photos over the server's upload limit are scaled down here first (the models only need
+  // a few hundred pixels); white underneath keeps transparent PNGs readable.
+  async function shrink(file) {
+    const limit = Number(document.body.dataset.maxUpload || 0);
+    if (!limit || file.size <= limit || !window.createImageBitmap) return file;
+    try {
+      const bitmap = await createImageBitmap(file);
+      const scale = Math.min(1, 1600 / Math.max(bitmap.width, bitmap.height));
+      const canvas = document.createElement("canvas");
+      canvas.width = Math.round(bitmap.width * scale);
+      canvas.height = Math.round(bitmap.height * scale);
+      const c = canvas.getContext("2d");
+      c.fillStyle = "#fff";
+      c.fillRect(0, 0, canvas.width, canvas.height);
+      c.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      const blob = await new Promise((done) => canvas.toBlob(done, "image/jpeg", 0.9));
+      return blob || file;
+    } catch {
+      return file; // not decodable here: let the server say what is wrong with it
+    }
+  }
+
+  async function sendFile(file) {
     if (!file) return;
     strokes = [];
     current = null;
     changed();
     render();
     hidePreview();
+    const forVersion = version;
     const img = $("upload-preview");
     img.src = URL.createObjectURL(file);
     img.hidden = false;
     const form = new FormData();
-    form.append("image", file, file.name || "upload");
-    request(form, version, false);
+    form.append("image", await shrink(file), file.name || "upload");
+    if (forVersion === version) request(form, forVersion, false);
   }
 
   $("file").addEventListener("change", (ev) => {
@@ -365,10 +388,10 @@
     octx.lineWidth = 2;
     octx.font = "bold 18px system-ui, sans-serif";
     for (const d of digits) {
-      const [x, y, w, h] = d.box;
+      const [x0, y0, x1, y1] = d.box; // input pixels, right/bottom exclusive
       octx.strokeStyle = octx.fillStyle = d.abstained ? "#b45309" : "#1d4ed8";
-      octx.strokeRect(x, y, w, h);
-      octx.fillText(String(d.digit), x + 2, Math.max(18, y - 4));
+      octx.strokeRect(x0 - 3, y0 - 3, x1 - x0 + 6, y1 - y0 + 6);
+      octx.fillText(String(d.digit), x0, Math.max(18, y0 - 7));
     }
   }
 
