@@ -58,9 +58,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("digitrec train: error: --model is required (or use --fast)", file=sys.stderr)
         return 2
     out = Path(args.out)
-    result = train_and_save(args.model, out, half=args.half, epochs=args.epochs or 15,
-                            **_train_kwargs(args))
-    _report_trained(args.model, result, out)
+    name = args.name or args.model
+    result = train_and_save(args.model, out, half=args.half, name=name,
+                            epochs=args.epochs or 15, **_train_kwargs(args))
+    _report_trained(name, result, out)
     return 0
 
 
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fast", action="store_true",
                        help="the fast recipe (train_fast: fastnet, 1 epoch, SGD one-cycle, no "
                        "augmentation; --batch-size, --lr, --augment do not apply)")
+    train.add_argument("--name", help="file name of the saved model (default: the architecture)")
     _add_train_options(train, None)
     train.set_defaults(func=_cmd_train)
 

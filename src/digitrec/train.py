@@ -146,10 +146,11 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
     return TrainResult(model.eval(), card, history)
 
 
-def train_and_save(arch: str, out: str | Path, half: bool = False, **kwargs) -> TrainResult:
-    """Train and write OUT/ARCH.safetensors + OUT/ARCH.json."""
+def train_and_save(arch: str, out: str | Path, half: bool = False, name: str | None = None,
+                   **kwargs) -> TrainResult:
+    """Train and write OUT/NAME.safetensors + OUT/NAME.json (NAME defaults to the arch)."""
     result = train(arch, **kwargs)
-    save_model(result.model, out, arch, result.card, half=half)
+    save_model(result.model, out, name or arch, result.card, half=half)
     return result
 
 
@@ -178,8 +179,11 @@ def train_fast(arch: str = "fastnet", epochs: float = 1.0, batch_size: int = 128
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
                                 weight_decay=5e-4)
     total_steps = max(1, round(epochs * len(x_all) / batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=max(total_steps, 2), pct_start=0.25)
+    if total_steps >= 8:
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25)
+    else:  # too few steps for a warm-up and an annealing phase
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     shift, scale = MEAN * 255.0, 1.0 / (STD * 255.0)
 
     started = time.perf_counter()
@@ -198,7 +202,7 @@ def train_fast(arch: str = "fastnet", epochs: float = 1.0, batch_size: int = 128
         optimizer.step()
         schedule.step()
         if step % 50 == 0 or step == total_steps - 1:
-            loss_sum, seen = loss_sum + float(loss), seen + 1
+            loss_sum, seen = loss_sum + loss.item(), seen + 1
     training_seconds = time.perf_counter() - started
     model.eval()
     test_acc = accuracy(model, *mnist.split("test")) if evaluate_test else None
