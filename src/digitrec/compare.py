@@ -384,12 +384,22 @@ def run_comparison(quick: bool = False, weights: str | Path | None = None,
             ens_how = (f"softmax average of the {len(cards)} models in {weights} "
                        f"({', '.join(cards)}); training time is the members' sum.")
             present = {card.get("architecture") for card in cards.values()}
+            zoo = weights / "zoo"  # trained models shipped beside the ensemble, not in it
+            if list(zoo.glob("*.safetensors")):
+                zoo_ensemble, zoo_cards = load_ensemble(zoo)
+                zoo_results = _bundled_cnns(zoo, zoo_ensemble, zoo_cards, test_x, test_y,
+                                            repeats, progress)
+                present |= {card.get("architecture") for card in zoo_cards.values()}
+            else:
+                zoo_results = []
             missing = [arch for arch in list_models() if arch not in present]
             if missing:
                 log(f"warning: no trained model in {weights} for: {', '.join(missing)}")
         for r in cnn_results:
             log(f"{r.name}: test accuracy {r.accuracy:.4f}")
         results += cnn_results
+        if not quick:
+            results += zoo_results
         ensemble_result = measure(
             "ensemble", "ensemble", ens_how, torch_predictor(ensemble), test_x, test_y, repeats,
             training_seconds=sum(r.training_seconds for r in cnn_results),
