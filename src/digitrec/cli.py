@@ -168,16 +168,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     batch_size = 256
     for start in tqdm(range(0, len(files), batch_size), disable=not show_bar,
                       desc=f"predicting {len(files)} files", file=sys.stderr):
-        ready, images = [], []
-        for file in files[start:start + batch_size]:
+        batch = files[start:start + batch_size]
+        images, errors = {}, {}
+        for k, file in enumerate(batch):
             try:
-                images.append(preprocess(file))
-                ready.append(file)
+                images[k] = preprocess(file)
             except (InputError, OSError) as exc:
-                report_error(file, exc)
-        predictions = recognizer.classify(np.stack(images)) if images else []
-        for file, prediction in zip(ready, predictions, strict=True):
-            print(_prediction_line(str(file), prediction, args.json), flush=True)
+                errors[k] = exc
+        predictions = dict(zip(images, recognizer.classify(np.stack(list(images.values()))),
+                               strict=True)) if images else {}
+        for k, file in enumerate(batch):  # in input order
+            if k in errors:
+                report_error(file, errors[k])
+            else:
+                print(_prediction_line(str(file), predictions[k], args.json), flush=True)
     return 1 if failed else 0
 
 
