@@ -8,6 +8,8 @@ Every condition maps (28x28 uint8 MNIST digit, numpy Generator) to something
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -64,10 +66,29 @@ def _on_paper(ink: np.ndarray, paper: float = 1.0, pen: float = 0.0) -> np.ndarr
 
 def _encode(pixels: np.ndarray | Image.Image, fmt: str = "PNG", **options) -> bytes:
     """Encode pixels (uint8 array or PIL image) as image-file bytes."""
+    if fmt == "PNG" and isinstance(pixels, np.ndarray):
+        return _png(pixels)
     image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    """A plain PNG of a uint8 grey (H, W) or RGBA (H, W, 4) array, written directly: no row
+    filters and fast compression, several times quicker than Pillow's encoder."""
+    height, width = pixels.shape[:2]
+    colour = {2: 0, 3: 6}[pixels.ndim] if pixels.ndim == 2 or pixels.shape[2] == 4 else 2
+    rows = np.ascontiguousarray(pixels).reshape(height, -1)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -93,7 +114,7 @@ def paper_200(img28: np.ndarray, rng: np.random.Generator) -> bytes:
     """A 200x200 PNG: the digit field upscaled to 160 px on light-grey, slightly textured paper."""
     ink = _place(_resize(_ink(img28), 160, 160), (200, 200), *rng.integers(0, 41, 2))
     paper = rng.uniform(0.78, 0.92)
-    texture = ndi.gaussian_filter(rng.normal(0, 0.02, (200, 200)), 1.0)
+    texture = _resize(rng.normal(0, 0.02, (100, 100)).astype(np.float32) + 0.5, 200, 200) - 0.5
     grey = np.clip(paper + texture - ink * (paper - rng.uniform(0.05, 0.3)), 0, 1)
     return _encode(np.rint(grey * 255).astype(np.uint8))
 
@@ -117,29 +138,56 @@ def small(img28: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 
 def large(img28: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A digit filling a 400x400 RGB PNG (long side 380 px)."""
+    """A digit filling a 400x400 PNG (long side 380 px)."""
     crop = _crop(_ink(img28))
     scale = 380 / max(crop.shape)
-    digit = _resize(crop, max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    h, w = (max(1, round(side * scale)) for side in crop.shape)
+    digit = _resize(crop, w, h)
     h, w = digit.shape
     ink = _place(digit, (400, 400), (400 - h) // 2, (400 - w) // 2)
-    return _encode(Image.fromarray(_on_paper(ink), "L").convert("RGB"))
+    return _encode(_on_paper(ink))
 
 
 def thick(img28: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A fat marker: the 4x upscaled digit dilated by a 5 px disk (strokes about 2x wider)."""
+    """A fat marker: the 4x upscaled digit dilated by a 4 px disk (strokes ~1.8x wider)."""
     ink = _resize(_ink(img28), 112, 112)
-    return _encode(_on_paper(ndi.grey_dilation(ink, footprint=_disk(5))))
+    return _encode(_on_paper(ndi.grey_dilation(ink, footprint=_disk(4))))
+
+
+def _skeleton(mask: np.ndarray) -> np.ndarray:
+    """One-pixel-wide, connectivity-preserving skeleton (Zhang-Suen thinning, vectorised)."""
+    img = np.pad(mask.astype(np.uint8), 1)
+    h, w = mask.shape
+    offsets = ((0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0), (0, 0))  # P2..P9
+    changed = True
+    while changed:
+        changed = False
+        for step in (0, 1):
+            p = [img[dy:dy + h, dx:dx + w] for dy, dx in offsets]
+            count = sum(q.astype(np.int8) for q in p)
+            turns = sum((p[k] == 0) & (p[(k + 1) % 8] == 1) for k in range(8))
+            if step == 0:
+                ends = (p[0] & p[2] & p[4] == 0) & (p[2] & p[4] & p[6] == 0)
+            else:
+                ends = (p[0] & p[2] & p[6] == 0) & (p[0] & p[4] & p[6] == 0)
+            centre = img[1:-1, 1:-1]
+            remove = (centre == 1) & (count >= 2) & (count <= 6) & (turns == 1) & ends
+            if remove.any():
+                centre[remove] = 0
+                changed = True
+    return img[1:-1, 1:-1].astype(bool)
 
 
 def thin(img28: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A hairline pen: the medial ridge of the 4x upscaled digit, about 2 px wide at 112 px
-    (half a pixel at MNIST scale), lightly anti-aliased."""
+    """A hairline pen: the skeleton of the 4x upscaled digit (1 px at 112 px, a quarter pixel
+    at MNIST scale), lightly anti-aliased."""
     ink = _resize(_ink(img28), 112, 112)
-    depth = ndi.distance_transform_edt(ink > 0.5)
-    ridge = (depth > 0) & (depth >= ndi.maximum_filter(depth, size=3))
-    line = ndi.gaussian_filter(ndi.binary_dilation(ridge).astype(np.float32), 0.6)
-    return _encode(_on_paper(np.clip(line * 1.5, 0, 1)))
+    rows, cols = np.flatnonzero(ink.max(axis=1) > 0.5), np.flatnonzero(ink.max(axis=0) > 0.5)
+    box = np.s_[max(0, rows[0] - 1):rows[-1] + 2, max(0, cols[0] - 1):cols[-1] + 2]
+    skeleton = np.zeros(ink.shape, np.float32)
+    skeleton[box] = _skeleton(ink[box] > 0.5)
+    line = ndi.gaussian_filter(skeleton, 0.5)
+    return _encode(_on_paper(np.clip(line * 1.6, 0, 1)))
 
 
 def jpeg30(img28: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -179,7 +227,7 @@ def canvas_png(img28: np.ndarray, rng: np.random.Generator) -> bytes:
     alpha = _canvas_alpha(img28, rng)
     rgba = np.zeros((280, 280, 4), np.uint8)
     rgba[..., 3] = alpha
-    return _encode(Image.fromarray(rgba, "RGBA"))
+    return _encode(rgba)
 
 
 def white_on_transparent(img28: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -188,7 +236,7 @@ def white_on_transparent(img28: np.ndarray, rng: np.random.Generator) -> bytes:
     alpha = _canvas_alpha(img28, rng)
     rgba = np.full((280, 280, 4), 255, np.uint8)
     rgba[..., 3] = alpha
-    return _encode(Image.fromarray(rgba, "RGBA"))
+    return _encode(rgba)
 
 
 def shadow(img28: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -240,7 +288,7 @@ def compose_number(digits: list[np.ndarray], rng: np.random.Generator) -> np.nda
     xs, cursor = [], margin
     for piece in pieces:
         xs.append(cursor)
-        cursor += piece.shape[1] + int(round(rng.uniform(-0.06, 0.5) * line))
+        cursor += piece.shape[1] + int(round(rng.uniform(-0.04, 0.5) * line))
     width = int(xs[-1] + pieces[-1].shape[1] + margin)
     ink = np.zeros((height, width), np.float32)
     for piece, x in zip(pieces, xs, strict=True):

@@ -1,0 +1,90 @@
+"""Single-image latency in process: `Recognizer.predict` on a 280x280 canvas-style PNG, with the
+split between preprocessing (decode + MNIST-style normalisation) and the model (classify), for
+the optimised path (what Recognizer runs) and the reference eager ensemble, in one run.
+
+    .venv/bin/python benchmarks/latency.py [--weights DIR] [--calls 2000] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _canvas import canvas_png  # noqa: E402
+
+from digitrec.fast import onnx_available, optimize  # noqa: E402
+from digitrec.preprocess import preprocess  # noqa: E402
+from digitrec.recognizer import Recognizer  # noqa: E402
+
+
+def timings(fn: Callable[[], object], calls: int, warmup: int, label: str) -> np.ndarray:
+    """Milliseconds of `calls` calls of fn after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(calls)
+    for i in tqdm(range(calls), desc=label, leave=False, file=sys.stderr):
+        start = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - start
+    return out * 1e3
+
+
+def main() -> int:
+    """Time predict, preprocess and classify; print the percentiles table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", help="models directory (default: the bundled ensemble)")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
+    args = parser.parse_args()
+    load_at_start = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    torch.set_num_threads(args.threads)
+
+    recognizer = Recognizer.load(args.weights)
+    png = canvas_png()
+    image28 = preprocess(png)
+    batch = image28[None]
+    assert recognizer.predict(png).digit == recognizer.classify(batch)[0].digit
+
+    fast = recognizer.fast
+    rows = {"predict (preprocess + model), optimized (torch)": lambda: recognizer.predict(png),
+            "  preprocess only": lambda: preprocess(png),
+            "  model only: classify, optimized (torch)": lambda: recognizer.classify(batch)}
+    measured = {name: timings(fn, args.calls, args.warmup, name.strip())
+                for name, fn in rows.items()}
+    others = {"reference": recognizer.ensemble}  # the path Recognizer ran before
+    if onnx_available() and not args.no_onnx:
+        others["onnxruntime"] = optimize(recognizer.ensemble, "onnx")
+    try:
+        for label, module in others.items():
+            recognizer.fast = module
+            measured[f"predict (preprocess + model), {label}"] = timings(
+                lambda: recognizer.predict(png), args.calls, args.warmup, f"predict {label}")
+            measured[f"  model only: classify, {label}"] = timings(
+                lambda: recognizer.classify(batch), args.calls, args.warmup, f"classify {label}")
+    finally:
+        recognizer.fast = fast
+
+    print(f"\n# single-image latency, 280x280 canvas PNG ({len(png):,} bytes), "
+          f"{args.calls} calls after {args.warmup} warm-up, {args.threads} torch threads, "
+          f"torch {torch.__version__}, load average at start {load_at_start}\n")
+    print("| path | p50 ms | p90 ms | p99 ms | mean ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, ms in measured.items():
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        print(f"| {name} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {ms.mean():.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Split a line of handwritten digits into single digits, left to right: connected components
+of the ink, pieces of one digit merged, touching digits cut apart, each normalised the
+MNIST way by `digitrec.preprocess.normalize_digit`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from digitrec.preprocess import ImageSource, NoDigitError, _ink_and_scale, normalize_digit
+
+INK_LEVEL = 0.3  # components are taken on ink above this level (faint bridges do not join)
+# A connected piece is taken for touching digits when it is wider than SPLIT_ASPECT x the line
+# height, or wider than WIDE x the line height and RATIO x the other digits' usual width.
+SPLIT_ASPECT = 1.2
+WIDE = 1.0
+RATIO = 1.7
+COST = 1.3  # a cut between touching digits crosses at most this many stroke widths of ink
+
+
+@dataclass
+class Segment:
+    """One digit of a number: its box (x0, y0, x1, y1) in input pixels, and the 28x28 image."""
+
+    box: tuple[int, int, int, int]
+    image28: np.ndarray
+
+
+@dataclass
+class _Group:
+    """Connected components that form one digit: label ids, box in ink-map pixels, ink mass."""
+
+    ids: set[int]
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    mass: float
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def absorb(self, other: _Group) -> None:
+        """Merge another group into this one."""
+        self.ids |= other.ids
+        self.y0, self.x0 = min(self.y0, other.y0), min(self.x0, other.x0)
+        self.y1, self.x1 = max(self.y1, other.y1), max(self.x1, other.x1)
+        self.mass += other.mass
+
+
+def _components(ink: np.ndarray) -> tuple[np.ndarray, list[_Group]]:
+    """Label the ink (8-connected) and describe each component as a one-piece group,
+    dropping specks (under 2% of the largest component's ink)."""
+    labels, n = ndi.label(ink > INK_LEVEL, structure=np.ones((3, 3), bool))
+    if n == 0:
+        raise NoDigitError("no digit found: the image is blank")
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)
+    groups = []
+    for i, s in enumerate(ndi.find_objects(labels), start=1):
+        if s is not None and mass[i] >= 0.02 * mass[1:].max():
+            groups.append(_Group({i}, s[0].start, s[1].start, s[0].stop, s[1].stop, mass[i]))
+    return labels, groups
+
+
+def _typical_height(groups: list[_Group]) -> float:
+    """Height of a full digit on this line: the median height of the pieces at least 60% as
+    tall as the tallest (detached bars and tips do not count)."""
+    tallest = max(g.height for g in groups)
+    return float(np.median([g.height for g in groups if g.height >= 0.6 * tallest]))
+
+
+def _overlap(a: _Group, b: _Group) -> float:
+    """Shared horizontal extent as a fraction of the narrower group."""
+    shared = min(a.x1, b.x1) - max(a.x0, b.x0)
+    return max(0, shared) / max(1, min(a.width, b.width))
+
+
+def _same_digit(a: _Group, b: _Group, line: float) -> bool:
+    """Pieces of one digit: stacked one above the other in the same columns (a 5's bar, a
+    broken 1), mostly in the same columns, or a short piece over half inside the other's
+    columns. Neighbouring digits sit side by side and overlap only slightly."""
+    frac = _overlap(a, b)
+    shared_rows = min(a.y1, b.y1) - max(a.y0, b.y0)
+    stacked = shared_rows <= 0.25 * min(a.height, b.height)
+    short = min(a.height, b.height) < 0.7 * line
+    return (stacked and frac >= 0.3) or frac >= 0.7 or (frac > 0.5 and short)
+
+
+def _merge_pieces(groups: list[_Group], line: float) -> list[_Group]:
+    """Merge pieces of the same digit until no pair qualifies."""
+    groups = sorted(groups, key=lambda g: g.x0)
+    merged = True
+    while merged:
+        merged = False
+        pairs = [(i, j) for i in range(len(groups)) for j in range(i + 1, len(groups))]
+        for a, b in pairs:
+            if _same_digit(groups[a], groups[b], line):
+                groups[a].absorb(groups.pop(b))
+                merged = True
+                break
+    return groups
+
+
+def _attach_fragments(groups: list[_Group], line: float) -> list[_Group]:
+    """Fragments (short, or with little ink next to the full digits) join the nearest digit
+    when close; far away they stay a digit of their own if they hold enough ink, else go."""
+    full = [g.mass for g in groups if g.height >= 0.6 * line]
+    typical_mass = float(np.median(full)) if full else max(g.mass for g in groups)
+
+    def fragment(g: _Group) -> bool:
+        return g.height < 0.4 * line or g.mass < 0.2 * typical_mass
+
+    kept = [g for g in groups if not fragment(g)]
+    if not kept:
+        return groups
+    for g in groups:
+        if not fragment(g):
+            continue
+        nearest = min(kept, key=lambda k: (_box_gap(g, k), -_overlap(g, k)))
+        if _box_gap(g, nearest) <= 0.3 * line:
+            nearest.absorb(g)
+        elif g.mass >= 0.3 * typical_mass:
+            kept.append(g)
+    return sorted(kept, key=lambda g: g.x0)
+
+
+def _box_gap(a: _Group, b: _Group) -> int:
+    """Chebyshev distance between two boxes (0 when they overlap)."""
+    dx = max(0, a.x0 - b.x1, b.x0 - a.x1)
+    dy = max(0, a.y0 - b.y1, b.y0 - a.y1)
+    return max(dx, dy)
+
+
+def _group_ink(ink: np.ndarray, labels: np.ndarray, g: _Group) -> np.ndarray:
+    """The group's ink inside its box: its components plus their faint fringe, without the
+    ink of other components that reach into the box."""
+    ys, xs = slice(g.y0, g.y1), slice(g.x0, g.x1)
+    lab = labels[ys, xs]
+    member = np.isin(lab, list(g.ids))
+    fringe = ndi.binary_dilation(member, structure=np.ones((3, 3), bool), iterations=2)
+    return ink[ys, xs] * (fringe & ((lab == 0) | member))
+
+
+def _extent(piece: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the ink in a piece."""
+    rows = np.flatnonzero(piece.max(axis=1) > INK_LEVEL)
+    cols = np.flatnonzero(piece.max(axis=0) > INK_LEVEL)
+    if len(rows) == 0:
+        return 0, 0
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def _digit_pair(a: np.ndarray, b: np.ndarray, line: float) -> bool:
+    """Whether two halves of a cut look like two whole digits: both nearly full height, and
+    not both narrow (the two sides of an open 0 are)."""
+    (ha, wa), (hb, wb) = _extent(a), _extent(b)
+    return min(ha, hb) >= 0.75 * line and max(wa, wb) >= 0.35 * line
+
+
+def _stroke_width(crop: np.ndarray) -> float:
+    """Typical stroke width in pixels: 2 x ink mass / perimeter."""
+    mask = crop > 0.5
+    perimeter = np.count_nonzero(mask & ~ndi.binary_erosion(mask))
+    return 2.0 * float(crop.sum()) / max(1, perimeter)
+
+
+def _min_path(crop: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, float]:
+    """The top-to-bottom path (one column per row, moving at most one column per row) within
+    columns [lo, hi) that crosses the least ink; returns its columns and the ink crossed."""
+    h, w = crop.shape
+    cost = np.full((h, w + 2), np.inf)
+    cost[:, lo + 1:hi + 1] = crop[:, lo:hi]
+    total = cost[0].copy()
+    step = np.zeros((h, w + 2), np.int8)
+    for r in range(1, h):
+        options = np.stack([np.roll(total, 1), total, np.roll(total, -1)])
+        step[r] = options.argmin(axis=0) - 1
+        total = cost[r] + options.min(axis=0)
+    path = np.empty(h, int)
+    path[-1] = int(total.argmin())
+    for r in range(h - 1, 0, -1):
+        path[r - 1] = path[r] + step[r, path[r]]
+    return path - 1, float(total.min())
+
+
+def _runs(values: np.ndarray) -> int:
+    """Number of separate stretches of ink along a path (strokes it crosses), counting
+    faint ink too: a gap in a stroke is no place to cut."""
+    inside = values > 0.1
+    return int(inside[0]) + int(np.count_nonzero(inside[1:] & ~inside[:-1]))
+
+
+def _split_once(crop: np.ndarray, line: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cut touching digits apart along the least-ink path, trying windows from the middle
+    outwards: the cut must cross one stroke at most, once (faint ink counts: a gap in a
+    stroke is no place to cut), and leave a nearly full-height digit on each side."""
+    h, w = crop.shape
+    limit = COST * _stroke_width(crop)
+    mass = float(crop.sum())
+    half = max(2, int(0.12 * w))
+    for centre in (0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8):
+        lo, hi = max(1, int(centre * w) - half), min(w - 1, int(centre * w) + half)
+        if hi <= lo:
+            continue
+        path, crossed = _min_path(crop, lo, hi)
+        if crossed > limit or _runs(crop[np.arange(h), path]) > 1:
+            continue
+        left = np.arange(w)[None, :] < path[:, None]
+        a, b = crop * left, crop * ~left
+        if min(a.sum(), b.sum()) < 0.1 * mass:
+            continue
+        if _digit_pair(a, b, line):
+            return a, b
+    return None
+
+
+def _split(crop: np.ndarray, x0: int, line: float, width: float) -> list[tuple[int, np.ndarray]]:
+    """Recursively cut touching digits apart: (x offset, ink) pairs. `line` is the digit
+    height and `width` the usual width of the other digits on the line."""
+    wide = crop.shape[1] > SPLIT_ASPECT * line or (
+        crop.shape[1] > WIDE * line and crop.shape[1] > RATIO * width)
+    if not wide:
+        return [(x0, crop)]
+    halves = _split_once(crop, line)
+    if halves is None:
+        return [(x0, crop)]
+    pieces = []
+    for half in halves:
+        cols = np.flatnonzero(half.max(axis=0) > 0)
+        sub = half[:, cols[0]:cols[-1] + 1]
+        pieces += _split(sub, x0 + int(cols[0]), line, width)
+    return pieces
+
+
+def _trim(crop: np.ndarray, y0: int, x0: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Crop to the ink; returns the ink and its box (y0, x0, y1, x1) in ink-map pixels."""
+    rows = np.flatnonzero(crop.max(axis=1) > 0)
+    cols = np.flatnonzero(crop.max(axis=0) > 0)
+    box = (y0 + rows[0], x0 + cols[0], y0 + rows[-1] + 1, x0 + cols[-1] + 1)
+    return crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], box
+
+
+def segment_digits(source: ImageSource) -> list[Segment]:
+    """Find the digits of a handwritten number, left to right, each as a 28x28 MNIST image."""
+    ink, (sy, sx) = _ink_and_scale(source)
+    labels, groups = _components(ink)
+    groups = _merge_pieces(groups, _typical_height(groups))
+    line = _typical_height(groups)
+    groups = _attach_fragments(groups, line)
+    segments = []
+    for g in groups:
+        others = [o.width for o in groups if o is not g and o.width >= 0.35 * line]
+        width = float(np.median(others)) if others else math.inf
+        crop = _group_ink(ink, labels, g)
+        # touching digits are one connected component: only such groups are cut
+        pieces = _split(crop, g.x0, line, width) if len(g.ids) == 1 else [(g.x0, crop)]
+        for x_offset, piece in pieces:
+            if not (piece > 0).any():
+                continue
+            piece, (y0, x0, y1, x1) = _trim(piece, g.y0, x_offset)
+            try:
+                image28 = normalize_digit(piece)
+            except NoDigitError:  # a speck that survived grouping is not worth failing for
+                continue
+            box = (math.floor(x0 * sx), math.floor(y0 * sy), math.ceil(x1 * sx),
+                   math.ceil(y1 * sy))
+            segments.append(Segment(box=box, image28=image28))
+    if not segments:
+        raise NoDigitError("no digit found: the image is blank")
+    return sorted(segments, key=lambda s: s.box[0])

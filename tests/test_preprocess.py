@@ -1,0 +1,282 @@
+"""digitrec.preprocess: real-world inputs keep MNIST accuracy, bad inputs get clear errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+
+from digitrec.preprocess import (
+    MAX_PIXELS,
+    WORK_SIDE,
+    ImageDecodeError,
+    ImageTooLargeError,
+    InputError,
+    NoDigitError,
+    load_image,
+    normalize_digit,
+    preprocess,
+    to_ink,
+)
+from digitrec.synth import CONDITIONS, canvas_png, thick, thin
+
+SAMPLE = 500
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    """The bundled ensemble."""
+    from digitrec.recognizer import Recognizer
+    return Recognizer.load("runs/bundle")  # TEMP
+
+
+@pytest.fixture(scope="module")
+def sample(mnist) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random sample of MNIST test digits."""
+    images, labels = mnist.split("test")
+    idx = np.random.default_rng(0).choice(len(images), SAMPLE, replace=False)
+    return images[idx], labels[idx]
+
+
+def _png(pixels: np.ndarray | Image.Image) -> bytes:
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def _huge_png(side: int) -> bytes:
+    """A valid, all-black 1-bit side x side PNG built row by row (a few hundred KB)."""
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat)
+            + _chunk(b"IEND", b""))
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+@pytest.mark.parametrize("condition", list(CONDITIONS))
+def test_condition_keeps_accuracy(condition, recognizer, sample):
+    images, labels = sample
+    rng = np.random.default_rng(1)
+    sources = [CONDITIONS[condition](img, rng) for img in images]
+    predictions = recognizer.predict_batch(sources)
+    accuracy = float(np.mean([p.digit == t for p, t in zip(predictions, labels, strict=True)]))
+    assert accuracy >= 0.98, f"{condition}: {accuracy:.1%} < 98%"
+    if condition == "mnist":  # MNIST itself must pass through (almost) unchanged
+        assert accuracy >= 0.995
+        out = np.stack([p.image28 for p in predictions])
+        diff = np.abs(out.astype(int) - images.astype(int)).mean(axis=(1, 2))
+        assert np.median(diff) < 0.5 and np.mean(diff < 2) > 0.9
+
+
+# ----------------------------------------------------------------------------- the recipe
+
+
+def test_output_is_mnist_shaped(sample):
+    out = preprocess(CONDITIONS["large"](sample[0][0], np.random.default_rng(0)))
+    assert out.dtype == np.uint8 and out.shape == (28, 28)
+    rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 == 20  # long side fits 20 px
+    assert out.max() == 255 and out[0].max() == 0 and out[:, 0].max() == 0  # light on black
+    total = out.sum(dtype=float)
+    centre = ((out.sum(axis=1) * np.arange(28)).sum() / total,
+              (out.sum(axis=0) * np.arange(28)).sum() / total)
+    assert np.allclose(centre, (14, 14), atol=0.5)
+
+
+def test_to_ink_is_float_in_unit_range(sample):
+    ink = to_ink(CONDITIONS["paper_200"](sample[0][0], np.random.default_rng(0)))
+    assert ink.dtype == np.float32 and ink.shape == (200, 200)
+    assert ink.min() == 0.0 and ink.max() == 1.0
+    assert (ink == 0).mean() > 0.8, "paper texture must be background, not ink"
+
+
+@pytest.mark.parametrize("condition", ["canvas_png", "white_on_transparent"])
+def test_transparent_canvases_read_from_alpha(condition, sample):
+    img = sample[0][0]
+    reference = preprocess(255 - img).astype(float)
+    out = preprocess(CONDITIONS[condition](img, np.random.default_rng(0))).astype(float)
+    assert np.corrcoef(reference.ravel(), out.ravel())[0, 1] > 0.8
+
+
+def test_polarity_does_not_matter(sample):
+    img = sample[0][3]
+    light_on_dark, dark_on_light = preprocess(img), preprocess(255 - img)
+    assert np.abs(light_on_dark.astype(int) - dark_on_light.astype(int)).max() <= 2
+
+
+def test_stroke_width_is_normalised(sample):
+    rng = np.random.default_rng(0)
+    img = sample[0][1]
+    masses = [float(preprocess(render(img, rng)).sum()) for render in (thin, thick)]
+    raw = [(255 - np.asarray(load_image(render(img, rng)), float)).sum()
+           for render in (thin, thick)]
+    assert raw[1] / raw[0] > 4, "the test renders must really differ in stroke width"
+    assert masses[1] / masses[0] < 2.0
+
+
+def test_exif_orientation_is_honoured():
+    upright = np.full((60, 30), 255, np.uint8)
+    upright[5:55, 12:18] = 0  # a vertical bar, taller than wide
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # lying down
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", exif=exif, quality=95)
+    assert load_image(buffer.getvalue()).size == (30, 60)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"])
+def test_common_formats_decode(fmt, sample):
+    page = Image.fromarray(255 - sample[0][2]).resize((84, 84))
+    buffer = io.BytesIO()
+    page.save(buffer, fmt)
+    out = preprocess(buffer.getvalue())
+    assert out.shape == (28, 28) and out.max() == 255
+
+
+def test_arrays_of_many_kinds(sample):
+    img = sample[0][4]
+    reference = preprocess(img)
+    for variant in (img.astype(np.float32) / 255, img[..., None],
+                    np.repeat(img[..., None], 3, axis=2),
+                    np.dstack([np.zeros_like(img)] * 3 + [img])):  # black strokes, alpha
+        assert np.abs(preprocess(variant).astype(int) - reference).mean() < 3
+
+
+def test_large_images_are_reduced_before_the_heavy_work(sample):
+    page = _png(Image.fromarray(255 - sample[0][5]).resize((2400, 2400), Image.BILINEAR))
+    assert max(to_ink(page).shape) <= WORK_SIDE
+    assert np.corrcoef(preprocess(page).ravel(), preprocess(sample[0][5]).ravel())[0, 1] > 0.9
+
+
+def test_canvas_latency(sample):
+    data = canvas_png(sample[0][6], np.random.default_rng(0))
+    preprocess(data)
+    timings = []
+    for _ in range(20):
+        began = time.perf_counter()
+        preprocess(data)
+        timings.append(time.perf_counter() - began)
+    assert np.median(timings) < 0.05, "a 280x280 canvas PNG must preprocess in milliseconds"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("source", [
+    np.zeros((28, 28), np.uint8),
+    np.full((28, 28), 255, np.uint8),
+    np.full((280, 280), 0.5, np.float32),
+    np.array([[255]], np.uint8),
+    _png(np.zeros((300, 300), np.uint8)),
+    _png(np.full((300, 300), 255, np.uint8)),
+    _png(np.array([[0]], np.uint8)),
+    _png(Image.new("RGBA", (280, 280), (0, 0, 0, 0))),
+], ids=["blank", "white", "grey", "1x1", "black-png", "white-png", "1x1-png", "transparent"])
+def test_no_digit(source):
+    with pytest.raises(NoDigitError, match="no digit found"):
+        preprocess(source)
+
+
+def test_near_blank_specks_are_no_digit():
+    rng = np.random.default_rng(0)
+    page = np.full((280, 280), 255, np.uint8)
+    page[rng.integers(0, 280, 6), rng.integers(0, 280, 6)] = 0
+    with pytest.raises(NoDigitError):
+        preprocess(page)
+
+
+def test_huge_png_is_refused_from_its_header():
+    data = _huge_png(12000)
+    assert len(data) < 2_000_000
+    began = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match="limit is 40 MP"):
+        preprocess(data)
+    assert time.perf_counter() - began < 1.0, "must be refused without decoding the pixels"
+
+
+def test_huge_array_is_refused():
+    with pytest.raises(ImageTooLargeError):
+        preprocess(np.zeros((1, MAX_PIXELS + 1), np.uint8))
+
+
+@pytest.mark.parametrize("data", [
+    b"hello",
+    b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+], ids=["text", "pdf", "empty", "png-signature-only"])
+def test_not_an_image(data):
+    with pytest.raises(ImageDecodeError):
+        preprocess(data)
+
+
+def test_truncated_png(sample):
+    data = _png(Image.fromarray(255 - sample[0][0]).resize((200, 200)))
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+        preprocess(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("source", [
+    np.full((28, 28), np.nan, np.float32),
+    np.full((28, 28), np.inf, np.float32),
+    np.zeros((2, 28, 28, 1), np.uint8),
+    np.zeros((28, 28, 5), np.uint8),
+    np.zeros((0, 28), np.uint8),
+    np.full((28, 28), -3.0),
+    np.zeros((28, 28), np.complex64),
+    12345,
+], ids=["nan", "inf", "4-d", "5-channels", "empty", "negative", "complex", "int"])
+def test_bad_arrays_and_types(source):
+    with pytest.raises(InputError):
+        preprocess(source)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="cannot open"):
+        preprocess(tmp_path / "nope.png")
+
+
+def test_normalize_digit_rejects_bad_ink():
+    with pytest.raises(InputError):
+        normalize_digit(np.zeros((3, 3, 3), np.float32))
+    with pytest.raises(NoDigitError):
+        normalize_digit(np.zeros((50, 50), np.float32))
+
+
+_shapes = st.tuples(st.integers(1, 300), st.integers(1, 300)).flatmap(
+    lambda hw: st.sampled_from([hw, (*hw, 1), (*hw, 3), (*hw, 4)]))
+_arrays = st.one_of(
+    hnp.arrays(np.uint8, _shapes),
+    hnp.arrays(np.float32, _shapes, elements=st.floats(0, 1, width=32)),
+    hnp.arrays(np.float64, _shapes),  # anything, NaN and inf included
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.data_too_large])
+@given(_arrays)
+def test_random_arrays_never_crash(array):
+    try:
+        out = preprocess(array)
+    except InputError:
+        return
+    assert out.dtype == np.uint8 and out.shape == (28, 28)

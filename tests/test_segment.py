@@ -1,0 +1,120 @@
+"""digitrec.segment: whole numbers are split into their digits, left to right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage as ndi
+
+from digitrec.preprocess import NoDigitError
+from digitrec.segment import Segment, segment_digits
+from digitrec.synth import compose_number
+
+CASES = 100
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    """The bundled ensemble."""
+    from digitrec.recognizer import Recognizer
+    return Recognizer.load("runs/bundle")  # TEMP
+
+
+@pytest.fixture(scope="module")
+def test_digits(mnist) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST test images and labels."""
+    return mnist.split("test")
+
+
+def _page(draw_strokes, size=(300, 100)) -> np.ndarray:
+    """A white page with black strokes drawn by `draw_strokes(ImageDraw)`."""
+    page = Image.new("L", size, 255)
+    draw_strokes(ImageDraw.Draw(page))
+    return np.asarray(page)
+
+
+def test_numbers_are_read(recognizer, test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(7)
+    right, wrong = 0, []
+    for _ in range(CASES):
+        idx = rng.choice(len(images), int(rng.integers(2, 7)), replace=False)
+        truth = "".join(str(d) for d in labels[idx])
+        reading = recognizer.read_number(compose_number(list(images[idx]), rng))
+        if reading.number == truth:
+            right += 1
+        else:
+            wrong.append(f"{truth}->{reading.number}")
+    assert right >= 0.95 * CASES, f"{right}/{CASES} right; misread: {', '.join(wrong)}"
+
+
+def test_segments_are_ordered_boxes_in_input_pixels(test_digits):
+    images, _ = test_digits
+    rng = np.random.default_rng(3)
+    page = compose_number(list(images[:4]), rng)
+    big = np.asarray(Image.fromarray(page).resize((page.shape[1] * 6, page.shape[0] * 6)))
+    small_segments, big_segments = segment_digits(page), segment_digits(big)
+    assert len(small_segments) == len(big_segments) == 4
+    for s, b in zip(small_segments, big_segments, strict=True):
+        assert isinstance(b, Segment) and b.image28.shape == (28, 28)
+        assert b.image28.dtype == np.uint8
+        assert np.allclose(np.array(b.box) / 6, s.box, atol=4), "boxes are in input pixels"
+    x0s = [s.box[0] for s in big_segments]
+    assert x0s == sorted(x0s)
+    assert all(0 <= s.box[0] < s.box[2] <= big.shape[1] for s in big_segments)
+    assert all(0 <= s.box[1] < s.box[3] <= big.shape[0] for s in big_segments)
+
+
+def test_pieces_of_one_digit_are_merged():
+    def five_with_a_detached_bar(draw: ImageDraw.ImageDraw) -> None:
+        draw.line([(40, 15), (75, 15)], fill=0, width=6)  # the bar, not touching the body
+        draw.line([(40, 26), (38, 48)], fill=0, width=6)
+        draw.arc([(30, 40), (75, 85)], start=-120, end=150, fill=0, width=6)
+
+    def broken_one(draw: ImageDraw.ImageDraw) -> None:
+        draw.line([(150, 12), (147, 45)], fill=0, width=6)
+        draw.line([(146, 55), (143, 88)], fill=0, width=6)
+
+    assert len(segment_digits(_page(five_with_a_detached_bar))) == 1
+    assert len(segment_digits(_page(broken_one))) == 1
+
+
+def _touching_pair(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Two MNIST digits (3x upscaled) pushed together until their ink just touches."""
+    a, b = (np.kron(d.astype(float) / 255, np.ones((3, 3))) for d in (left, right))
+    for shift in range(84, 20, -1):
+        ink = np.zeros((84, 84 + shift))
+        ink[:, :84] = a
+        ink[:, shift:] = np.maximum(ink[:, shift:], b)
+        if ndi.label(ink > 0.3, structure=np.ones((3, 3)))[1] == 1:
+            return np.rint(255 - ink * 255).astype(np.uint8)
+    raise AssertionError("the digits never touch")
+
+
+def test_touching_digits_are_split(recognizer, test_digits):
+    images, labels = test_digits
+    assert (labels[0], labels[3]) == (7, 0)
+    page = _touching_pair(images[0], images[3])
+    segments = segment_digits(page)
+    assert len(segments) == 2
+    assert recognizer.read_number(page).number == "70"
+
+
+def test_a_single_wide_digit_is_not_split():
+    def wide_zero(draw: ImageDraw.ImageDraw) -> None:
+        draw.ellipse([(20, 10), (100, 90)], outline=0, width=8)
+
+    assert len(segment_digits(_page(wide_zero))) == 1
+
+
+def test_specks_are_not_digits(test_digits):
+    images, _ = test_digits
+    page = compose_number(list(images[:3]), np.random.default_rng(0)).copy()
+    page[2, 2] = page[-3, -3] = page[5, page.shape[1] // 2] = 0
+    assert len(segment_digits(page)) == 3
+
+
+def test_blank_page_has_no_digits():
+    with pytest.raises(NoDigitError):
+        segment_digits(np.full((100, 300), 255, np.uint8))
