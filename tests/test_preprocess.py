@@ -28,14 +28,14 @@ from digitrec.preprocess import (
 )
 from digitrec.synth import CONDITIONS, canvas_png, thick, thin
 
-SAMPLE = 500
+SAMPLE = 300  # per condition; 500 would be tighter but puts the suite over a minute on 2 cores
 
 
 @pytest.fixture(scope="module")
 def recognizer():
     """The bundled ensemble."""
     from digitrec.recognizer import Recognizer
-    return Recognizer.load("runs/bundle")  # TEMP
+    return Recognizer.load()
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +161,11 @@ def test_arrays_of_many_kinds(sample):
         assert np.abs(preprocess(variant).astype(int) - reference).mean() < 3
 
 
-def test_large_images_are_reduced_before_the_heavy_work(sample):
-    page = _png(Image.fromarray(255 - sample[0][5]).resize((2400, 2400), Image.BILINEAR))
+def test_large_images_are_reduced_before_the_heavy_work(recognizer, sample):
+    images, labels = sample
+    page = _png(Image.fromarray(255 - images[5]).resize((2400, 2400), Image.BICUBIC))
     assert max(to_ink(page).shape) <= WORK_SIDE
-    assert np.corrcoef(preprocess(page).ravel(), preprocess(sample[0][5]).ravel())[0, 1] > 0.9
+    assert recognizer.predict(page).digit == labels[5]
 
 
 def test_canvas_latency(sample):

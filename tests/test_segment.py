@@ -18,7 +18,7 @@ CASES = 100
 def recognizer():
     """The bundled ensemble."""
     from digitrec.recognizer import Recognizer
-    return Recognizer.load("runs/bundle")  # TEMP
+    return Recognizer.load()
 
 
 @pytest.fixture(scope="module")
