@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 
@@ -12,6 +13,16 @@ from digitrec.segment import Segment, segment_digits
 from digitrec.synth import compose_number
 
 CASES = 100
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Numbers are read a few digits at a time: with batches that small, a second torch thread
+    only spins (and crawls when the other core is busy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
