@@ -44,7 +44,7 @@ def _cmd_train_fast(args: argparse.Namespace) -> int:
     from digitrec.models import save_model
     from digitrec.train import train_fast
     out, arch = Path(args.out), args.model or "fastnet"
-    result = train_fast(arch, epochs=args.epochs or 1, seed=args.seed, limit=args.limit,
+    result = train_fast(arch, epochs=args.epochs or 1.5, seed=args.seed, limit=args.limit,
                         full=args.full, data_dir=args.data_dir, threads=args.threads)
     save_model(result.model, out, arch, result.card, half=args.half)
     _report_trained(arch, result, out)
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=list_models(),
                        help="architecture (required, except with --fast: fastnet)")
     train.add_argument("--fast", action="store_true",
-                       help="the fast recipe (train_fast: fastnet, 1 epoch, SGD one-cycle, no "
+                       help="the fast recipe (train_fast: fastnet, 1.5 epochs, SGD one-cycle, no "
                        "augmentation; --batch-size, --lr, --augment do not apply)")
     train.add_argument("--name", help="file name of the saved model (default: the architecture)")
     _add_train_options(train, None)
