@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from digitrec.models import BUNDLED_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -17,6 +19,16 @@ def _mnist_dir() -> Path | None:
         if candidate and (Path(candidate) / "t10k-images-idx3-ubyte.gz").exists():
             return Path(candidate)
     return None
+
+
+def weights_dir() -> Path:
+    """$DIGITREC_WEIGHTS, else the bundled weights, else the ensemble training in runs/bundle."""
+    chosen = os.environ.get("DIGITREC_WEIGHTS")
+    for directory in [Path(chosen)] if chosen else [BUNDLED_DIR, REPO / "runs" / "bundle"]:
+        if any(directory.glob("*.safetensors")):
+            return directory
+    pytest.fail("no trained models: set DIGITREC_WEIGHTS, or train into runs/bundle "
+                f"or {BUNDLED_DIR}")
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import weights_dir
 from PIL import Image, ImageDraw
-
-from digitrec.models import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -34,16 +33,6 @@ FOUR = [[(0.23, 0.15), (0.17, 0.38), (0.11, 0.60), (0.22, 0.60), (0.35, 0.60)],
         [(0.29, 0.28), (0.29, 0.55), (0.29, 0.86)]]
 TWO = [[(0.61, 0.32), (0.66, 0.18), (0.74, 0.14), (0.81, 0.19), (0.82, 0.33), (0.76, 0.50),
         (0.68, 0.66), (0.61, 0.84), (0.72, 0.84), (0.86, 0.84)]]
-
-
-def weights_dir() -> Path:
-    """$DIGITREC_WEIGHTS, else the bundled weights, else the ensemble training in runs/bundle."""
-    chosen = os.environ.get("DIGITREC_WEIGHTS")
-    for directory in [Path(chosen)] if chosen else [BUNDLED_DIR, ROOT / "runs" / "bundle"]:
-        if any(directory.glob("*.safetensors")):
-            return directory
-    pytest.fail("no trained models: set DIGITREC_WEIGHTS, or train into runs/bundle "
-                f"or {BUNDLED_DIR}")
 
 
 def free_port() -> int:

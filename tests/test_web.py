@@ -5,30 +5,19 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 from pathlib import Path
 
 import pytest
+from conftest import weights_dir
 from PIL import Image, ImageDraw
 
-from digitrec.models import BUNDLED_DIR
 from digitrec.web import create_app
 from digitrec.web.openapi import spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_IDS = ("pad", "clear", "undo", "mode-number", "pen-width", "file", "result-digit",
             "result-number", "confidence", "bars", "models", "seen")
-
-
-def weights_dir() -> Path:
-    """$DIGITREC_WEIGHTS, else the bundled weights, else the ensemble training in runs/bundle."""
-    chosen = os.environ.get("DIGITREC_WEIGHTS")
-    for directory in [Path(chosen)] if chosen else [BUNDLED_DIR, ROOT / "runs" / "bundle"]:
-        if any(directory.glob("*.safetensors")):
-            return directory
-    pytest.fail("no trained models: set DIGITREC_WEIGHTS, or train into runs/bundle "
-                f"or {BUNDLED_DIR}")
 
 
 def png(strokes: list[list[tuple[float, float]]], size: tuple[int, int] = (280, 280),
