@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from digitrec import __version__
 from digitrec.augment import augment_batch
-from digitrec.data import file_checksums, load_mnist
+from digitrec.data import MNIST, file_checksums, load_mnist
 from digitrec.models import create_model, save_model
 
 MEAN, STD = 0.1307, 0.3081
@@ -55,6 +55,22 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+def _setup(seed: int, threads: int | None, data_dir: str | None, full: bool,
+           limit: int | None) -> tuple[MNIST, torch.Generator, torch.Tensor, torch.Tensor]:
+    """Seed torch, set threads, load MNIST; the training images as resident uint8 tensors."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    mnist = load_mnist(data_dir)
+    train_x, train_y = mnist.split("full" if full else "train")
+    if limit:
+        train_x, train_y = train_x[:limit], train_y[:limit]
+    x_all = torch.from_numpy(np.array(train_x)).unsqueeze(1)  # uint8, resident in memory
+    y_all = torch.from_numpy(train_y.astype(np.int64))
+    return mnist, generator, x_all, y_all
+
+
 def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
           seed: int = 0, augment: bool = True, elastic: bool = False, aug_strength: float = 1.0,
           limit: int | None = None,
@@ -65,17 +81,8 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
     Trains on the first 55,000 training images and validates on the last 5,000; with `full`, on all
     60,000 (validation is then not held out and is recorded as such). `limit` caps the training set.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    mnist = load_mnist(data_dir)
-    train_x, train_y = mnist.split("full" if full else "train")
+    mnist, generator, x_all, y_all = _setup(seed, threads, data_dir, full, limit)
     val_x, val_y = mnist.split("val")
-    if limit:
-        train_x, train_y = train_x[:limit], train_y[:limit]
-    x_all = torch.from_numpy(np.array(train_x)).unsqueeze(1)  # uint8, resident in memory
-    y_all = torch.from_numpy(train_y.astype(np.int64))
 
     model = create_model(arch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
@@ -164,16 +171,7 @@ def train_fast(arch: str = "fastnet", epochs: float = 1.5, batch_size: int = 128
 
     Reaches 99% MNIST test accuracy in 1.5 epochs; the card records the wall time from the first
     step to the end of the test evaluation (`time_to_test_accuracy_seconds`)."""
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    mnist = load_mnist(data_dir)
-    train_x, train_y = mnist.split("full" if full else "train")
-    if limit:
-        train_x, train_y = train_x[:limit], train_y[:limit]
-    x_all = torch.from_numpy(np.array(train_x)).unsqueeze(1)  # uint8, resident in memory
-    y_all = torch.from_numpy(train_y.astype(np.int64))
+    mnist, generator, x_all, y_all = _setup(seed, threads, data_dir, full, limit)
 
     model = create_model(arch)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
