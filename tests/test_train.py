@@ -47,3 +47,27 @@ def test_cli_train_writes_safetensors_and_model_card(mnist, tmp_path, capsys):
                                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
     assert card["versions"]["torch"].startswith("2.13")
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_real_input_set_is_preprocessed_and_labelled(mnist):
+    from digitrec.train import real_input_set
+    images, labels = mnist.split("train")
+    x, y = real_input_set(images[:200], labels[:200], 60, seed=3, progress=False)
+    assert x.shape[1:] == (28, 28) and x.dtype == np.uint8 and len(x) == len(y) >= 55
+    assert set(np.unique(y)) <= set(range(10)) and x.max() == 255  # normalised to full ink
+
+
+def test_fine_tuning_starts_from_the_given_weights(mnist, tmp_path):
+    assert main(["train", "--model", "cnnbn", "--epochs", "1", "--limit", "256",
+                 "--threads", "1", "--out", str(tmp_path), "--name", "start"]) == 0
+    start = tmp_path / "start.safetensors"
+    assert main(["train", "--model", "cnnbn", "--epochs", "1", "--limit", "128", "--lr", "1e-9",
+                 "--init", str(start), "--real-input", "0.25", "--threads", "1",
+                 "--out", str(tmp_path), "--name", "tuned"]) == 0
+    from digitrec.models import load_model
+    (a, _), (b, card) = load_model(start), load_model(tmp_path / "tuned.safetensors")
+    weights = [k for k, v in a.state_dict().items() if v.is_floating_point() and "running" not in k]
+    assert all(torch.allclose(a.state_dict()[k], b.state_dict()[k], atol=1e-4) for k in weights)
+    assert card["hyperparameters"]["init"] == str(start)
+    assert card["hyperparameters"]["real_input"] == 0.25
+    assert "real-input" in card["trained_on"]

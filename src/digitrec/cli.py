@@ -31,7 +31,8 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
     return {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "augment": args.augment, "elastic": args.elastic,
             "aug_strength": args.aug_strength, "limit": args.limit,
-            "full": args.full, "data_dir": args.data_dir, "threads": args.threads}
+            "full": args.full, "data_dir": args.data_dir, "threads": args.threads,
+            "real_input": args.real_input}
 
 
 def _report_trained(name: str, result, out: Path) -> None:
@@ -61,7 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     name = args.name or args.model
     result = train_and_save(args.model, out, half=args.half, name=name,
-                            epochs=args.epochs or 15, **_train_kwargs(args))
+                            epochs=args.epochs or 15, init=args.init, **_train_kwargs(args))
     _report_trained(name, result, out)
     return 0
 
@@ -224,6 +225,9 @@ def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | No
                         help="scale of the affine ranges (1.0: ±12° rotation, ±15%% scale, "
                         "±1.7 px shift, 0.25 shear)")
     parser.add_argument("--limit", type=int, help="train on the first N images only")
+    parser.add_argument("--real-input", type=float, default=0.0, metavar="FRACTION",
+                        help="add this fraction of extra images drawn with a random fat, fine "
+                        "or tiny pen and preprocessed like real input (default 0)")
     parser.add_argument("--full", action="store_true",
                         help="train on all 60,000 (validation is then not held out)")
     parser.add_argument("--half", action="store_true", help="store weights as float16")
@@ -252,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the fast recipe (train_fast: fastnet, 1.5 epochs, SGD one-cycle, no "
                        "augmentation; --batch-size, --lr, --augment do not apply)")
     train.add_argument("--name", help="file name of the saved model (default: the architecture)")
+    train.add_argument("--init", metavar="SAFETENSORS",
+                       help="start from these weights (fine-tuning) instead of random ones")
     _add_train_options(train, None)
     train.set_defaults(func=_cmd_train)
 

@@ -174,19 +174,28 @@ def _planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if max(image.size) > WORK_SIDE and image.mode in ("L", "LA"):
         image = image.reduce(math.ceil(max(image.size) / WORK_SIDE))
     if image.mode == "L":
-        return np.asarray(image, dtype=np.float32) / 255.0, None
+        return _unit(np.asarray(image)), None
     if image.mode == "LA":
-        la = np.asarray(image, dtype=np.float32) / 255.0
-        return la[..., 0], la[..., 1]
+        la = np.asarray(image)
+        return _unit(la[..., 0]), _unit(la[..., 1])
     return _block_reduce(_wide_grey(image)), None
+
+
+def _unit(plane: np.ndarray) -> np.ndarray:
+    """uint8 plane → float32 in [0, 1], in one pass."""
+    return np.multiply(plane, np.float32(1 / 255), dtype=np.float32)
 
 
 def _grey_mode(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to L, LA (when there is transparency) or a high-bit-depth mode."""
     mode = image.mode
-    if mode in ("L", "LA") or mode.startswith("I") or mode == "F":
+    if mode == "L" or mode.startswith("I") or mode == "F":
         return image
     try:
+        if mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] == 255:
+            return image.convert("L")  # opaque: the alpha channel carries nothing
+        if mode == "LA":
+            return image
         if mode == "RGBA":
             return image.convert("LA")
         if mode in ("PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
@@ -252,15 +261,17 @@ def _noise_sigma(a: np.ndarray) -> float:
     return float(np.median(np.abs(np.diff(s, axis=1)))) / (0.6745 * math.sqrt(2))
 
 
-def _ink_signal(grey: np.ndarray) -> np.ndarray:
-    """Ink-bright signal with the background at 0: picks the polarity (dark on light or light
-    on dark) from which side of the border colour holds more contrast mass."""
+def _ink_signal(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ink-bright signal with the background at 0, and its noise level: picks the polarity
+    (dark on light or light on dark) from which side of the border colour holds more
+    contrast mass."""
     background = float(np.median(_ring(grey)))
     dev = _sample(grey) - background
-    t = max(3.0 * _noise_sigma(grey), 0.02)
+    sigma = _noise_sigma(grey)
+    t = max(3.0 * sigma, 0.02)
     dark = float(np.clip(-dev - t, 0, None).sum())
     light = float(np.clip(dev - t, 0, None).sum())
-    return background - grey if dark > light else grey - background
+    return (background - grey if dark > light else grey - background), sigma
 
 
 def _shading(v: np.ndarray) -> np.ndarray | float:
@@ -273,7 +284,8 @@ def _shading(v: np.ndarray) -> np.ndarray | float:
     if min(h, w) < 48:
         return 0.0
     coarse = np.asarray(Image.fromarray(v, "F").resize((64, 64), Image.BOX))
-    grid = np.median(coarse.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(8, 8, 64), axis=2)
+    blocks = coarse.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(8, 8, 64)
+    grid = np.partition(blocks, (31, 32), axis=2)[..., 31:33].mean(axis=2)  # block medians
     grid = ndi.grey_erosion(grid, size=3)
     border = np.concatenate([grid[0], grid[-1], grid[1:-1, 0], grid[1:-1, -1]])
     if np.count_nonzero(np.abs(border - np.median(border)) > 0.05) < 4:
@@ -282,10 +294,11 @@ def _shading(v: np.ndarray) -> np.ndarray | float:
     return ndi.uniform_filter(ndi.grey_opening(v, size=(size, size)), size=5)
 
 
-def _ramp(v: np.ndarray) -> np.ndarray:
+def _ramp(v: np.ndarray, sigma: float | None = None) -> np.ndarray:
     """Map the background-free signal to ink in [0, 1]: a soft ramp from just above the noise
-    floor to the typical stroke-core contrast, so anti-aliased edges stay grey."""
-    sigma = _noise_sigma(v)
+    floor to the typical stroke-core contrast, so anti-aliased edges stay grey. `sigma`: the
+    signal's noise level when the caller knows it."""
+    sigma = _noise_sigma(v) if sigma is None else sigma
     if sigma > 0.03 and min(v.shape) >= 40:
         v = ndi.gaussian_filter(v, 1.0)  # average out sensor noise before thresholding
         sigma = _noise_sigma(v)
@@ -298,7 +311,9 @@ def _ramp(v: np.ndarray) -> np.ndarray:
         raise NoDigitError("no digit found: the image has too little contrast")
     low = max(3.5 * sigma, 0.02 * peak)
     high = max(peak, low + 0.05)
-    return np.clip((v - low) * (1.0 / (high - low)), 0.0, 1.0).astype(np.float32)
+    ink = np.subtract(v, low, dtype=np.float32)
+    ink *= 1.0 / (high - low)
+    return np.clip(ink, 0.0, 1.0, out=ink)
 
 
 def _ink_from_planes(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
@@ -310,11 +325,14 @@ def _ink_from_planes(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         if float(alpha.min()) < 0.9:
             opaque = grey[alpha > 0.5]
             if opaque.size == 0 or float(_sample_std(opaque)) < 0.1:
-                return _ramp(_ink_signal(alpha))  # one stroke colour: alpha is the drawing
+                return _ramp(*_ink_signal(alpha))  # one stroke colour: alpha is the drawing
             paper = float(np.median(opaque[:: max(1, opaque.size // 16384)]))
             grey = grey * alpha + paper * (1.0 - alpha)
-    v = _ink_signal(grey)
-    return _ramp(v - _shading(v))
+    v, sigma = _ink_signal(grey)
+    shading = _shading(v)
+    if isinstance(shading, float):  # flat background: v and its noise level stand
+        return _ramp(v, sigma)
+    return _ramp(v - shading)
 
 
 def _sample_std(values: np.ndarray) -> float:
@@ -484,8 +502,8 @@ def _rough_crop(ink: np.ndarray) -> tuple[np.ndarray, int]:
     h, w = crop.shape[0] // max(1, factor) * factor, crop.shape[1] // max(1, factor) * factor
     if factor < 2 or min(h, w) == 0:
         return crop, 1
-    blocks = crop[:h, :w].reshape(h // factor, factor, w // factor, factor)
-    return blocks.mean(axis=(1, 3)), factor
+    blocks = Image.fromarray(np.ascontiguousarray(crop[:h, :w]), "F").reduce(factor)
+    return np.asarray(blocks), factor
 
 
 def normalize_digit(ink: np.ndarray) -> np.ndarray:

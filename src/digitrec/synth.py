@@ -274,6 +274,28 @@ CONDITIONS: dict[str, Condition] = {
 HARD_CONDITIONS = frozenset({"noise", "rotated"})
 
 
+# ----------------------------------------------------------------------------- training
+
+
+def pen_and_size(img28: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random pen and size, for training (not a benchmark condition): a fat marker (4x
+    digit dilated by a 2-6 px disk), a fine pen (its 1-2 px skeleton) or a tiny digit (6-14 px
+    tall), dark on white (uint8). Teaches the models what preprocessing makes of such input."""
+    kind = rng.integers(3)
+    if kind == 0:
+        ink = _resize(_ink(img28), 112, 112)
+        return _on_paper(ndi.grey_dilation(ink, footprint=_disk(int(rng.integers(2, 7)))))
+    if kind == 1:
+        ink = _resize(_ink(img28), 112, 112)
+        line = _skeleton(ink > 0.5).astype(np.float32)
+        if rng.random() < 0.5:
+            line = ndi.grey_dilation(line, footprint=_disk(1))
+        return _on_paper(np.clip(ndi.gaussian_filter(line, 0.5) * 1.6, 0, 1))
+    digit = _scaled_crop(img28, float(rng.uniform(6, 14)))
+    h, w = digit.shape
+    return _on_paper(_place(digit, (h + 8, w + 8), 4, 4))
+
+
 # ----------------------------------------------------------------------------- numbers
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from digitrec import __version__
 from digitrec.augment import augment_batch
 from digitrec.data import MNIST, file_checksums, load_mnist
-from digitrec.models import create_model, save_model
+from digitrec.models import create_model, load_model, save_model
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -46,6 +46,25 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 1000) 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of a model on uint8 images."""
     return float((predict_proba(model, images).argmax(1) == labels).mean())
+
+
+def real_input_set(images: np.ndarray, labels: np.ndarray, count: int,
+                   seed: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """`count` training digits drawn with a random pen and size (`synth.pen_and_size`) and
+    read back through `preprocess`: what the models see of fat, hairline and tiny writing."""
+    from digitrec.preprocess import InputError, preprocess
+    from digitrec.synth import pen_and_size
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(images), size=count, replace=count > len(images))
+    out_x, out_y = [], []
+    for i in tqdm(picks, desc="real-input set", disable=not progress, leave=False,
+                  file=sys.stderr):
+        try:
+            out_x.append(preprocess(pen_and_size(images[i], rng)))
+        except InputError:  # a digit that vanished when shrunk: nothing to learn from
+            continue
+        out_y.append(labels[i])
+    return np.stack(out_x), np.array(out_y, dtype=labels.dtype)
 
 
 @dataclass
@@ -75,16 +94,29 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
           seed: int = 0, augment: bool = True, elastic: bool = False, aug_strength: float = 1.0,
           limit: int | None = None,
           full: bool = False, label_smoothing: float = 0.05, data_dir: str | None = None,
-          threads: int | None = None, progress: bool = True) -> TrainResult:
+          threads: int | None = None, progress: bool = True, init: str | None = None,
+          real_input: float = 0.0) -> TrainResult:
     """Train `arch` and return the model with its card (hyper-parameters, accuracies, timing).
 
     Trains on the first 55,000 training images and validates on the last 5,000; with `full`, on all
     60,000 (validation is then not held out and is recorded as such). `limit` caps the training set.
+    `init` starts from saved weights (fine-tuning); `real_input` adds that fraction of extra
+    images rendered with a random pen and size and preprocessed (`real_input_set`).
     """
     mnist, generator, x_all, y_all = _setup(seed, threads, data_dir, full, limit)
     val_x, val_y = mnist.split("val")
+    if real_input > 0:
+        extra_x, extra_y = real_input_set(x_all[:, 0].numpy(), y_all.numpy(),
+                                          round(real_input * len(x_all)), seed, progress)
+        x_all = torch.cat([x_all, torch.from_numpy(extra_x).unsqueeze(1)])
+        y_all = torch.cat([y_all, torch.from_numpy(extra_y.astype(np.int64))])
 
     model = create_model(arch)
+    if init:
+        start, start_card = load_model(init)
+        if start_card["architecture"] != arch:
+            raise ValueError(f"--init {init} is a {start_card['architecture']}, not a {arch}")
+        model.load_state_dict(start.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps_per_epoch = (len(x_all) + batch_size - 1) // batch_size
     total_steps = epochs * steps_per_epoch
@@ -136,9 +168,10 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
                             "augment": augment, "elastic": elastic,
                             "aug_strength": aug_strength, "limit": limit,
                             "label_smoothing": label_smoothing, "optimizer": "AdamW+OneCycle",
-                            "weight_decay": 5e-4},
+                            "weight_decay": 5e-4, "init": init, "real_input": real_input},
         "trained_on": f"{len(x_all)} images ({'all 60,000' if full else 'first 55,000'}"
-                      f"{', limited' if limit else ''})",
+                      f"{', limited' if limit else ''}"
+                      f"{', plus real-input renderings of them' if real_input else ''})",
         "val_accuracy": history[-1]["val_accuracy"] if history else None,
         "val_held_out": not full,
         "test_accuracy": test_acc,

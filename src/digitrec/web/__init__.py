@@ -14,12 +14,14 @@ JSON_PREFIXES = ("/api", "/healthz")
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; loads the Recognizer once (config WEIGHTS, else $DIGITREC_WEIGHTS, else
-    the bundled ensemble; or pass a ready one as RECOGNIZER)."""
+    the bundled ensemble; or pass a ready one as RECOGNIZER). Concurrent requests share model
+    batches unless MICRO_BATCH (or $DIGITREC_MICRO_BATCH=0) turns it off."""
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=DEFAULT_MAX_UPLOAD,
         WEIGHTS=os.environ.get("DIGITREC_WEIGHTS") or None,
         TORCH_THREADS=int(os.environ.get("DIGITREC_TORCH_THREADS", "0")) or None,
+        MICRO_BATCH=os.environ.get("DIGITREC_MICRO_BATCH", "1") != "0",
     )
     app.config.update(config or {})
     app.json.sort_keys = False
@@ -29,7 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     recognizer = app.config.get("RECOGNIZER")
     if recognizer is None:
         from digitrec.recognizer import Recognizer
-        recognizer = Recognizer.load(app.config["WEIGHTS"])
+        recognizer = Recognizer.load(app.config["WEIGHTS"], batching=app.config["MICRO_BATCH"])
     app.extensions["digitrec.recognizer"] = recognizer
 
     from digitrec.web.api import api

@@ -1,0 +1,56 @@
+"""digitrec.recognizer: the MicroBatcher shares model batches across threads, correctly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from digitrec.recognizer import MicroBatcher, Recognizer
+from digitrec.synth import canvas_png
+
+
+def test_waiting_calls_are_served_as_one_batch():
+    release, calls = threading.Event(), []
+
+    def classify(images: np.ndarray) -> list[int]:
+        calls.append(len(images))
+        release.wait(5)
+        return [int(v) for v in images[:, 0, 0]]
+
+    batcher = MicroBatcher(classify)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher, np.full((1, 28, 28), 100, np.uint8))
+        while not calls:  # the model thread is now busy with the first call
+            time.sleep(0.001)
+        rest = [pool.submit(batcher, np.full((n, 28, 28), n, np.uint8)) for n in (1, 2, 3)]
+        time.sleep(0.05)  # let them queue behind the busy model
+        release.set()
+        assert first.result(5) == [100]
+        assert [f.result(5) for f in rest] == [[1], [2, 2], [3, 3, 3]]
+    assert calls == [1, 6], "the three waiting calls should have shared one batch"
+
+
+def test_errors_reach_every_caller_and_the_batcher_lives_on():
+    def classify(images: np.ndarray) -> list[int]:
+        if (images == 13).any():
+            raise ValueError("unlucky")
+        return [0] * len(images)
+
+    batcher = MicroBatcher(classify)
+    with pytest.raises(ValueError, match="unlucky"):
+        batcher(np.full((1, 28, 28), 13, np.uint8))
+    assert batcher(np.zeros((2, 28, 28), np.uint8)) == [0, 0]
+
+
+def test_batched_recognizer_agrees_with_the_plain_one(mnist):
+    images, _ = mnist.split("test")
+    sources = [canvas_png(img, np.random.default_rng(i)) for i, img in enumerate(images[:24])]
+    plain, batched = Recognizer.load(), Recognizer.load(batching=True)
+    expected = [p.probabilities for p in plain.predict_batch(sources)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda s: batched.predict(s).probabilities, sources))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
