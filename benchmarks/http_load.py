@@ -191,8 +191,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="gunicorn threads per worker")
     parser.add_argument("--python-client", action="store_true", help="don't use wrk")
     parser.add_argument("--only", choices=["digitrec", "seed"])
-    parser.add_argument("--inference", default="torch",
-                        help="digitrec inference backends to serve in turn, e.g. torch,onnx")
+    parser.add_argument("--inference", default="default",
+                        help="digitrec inference backends to serve in turn, e.g. torch,onnx "
+                        "(default: what digitrec.fast.optimize picks)")
+    parser.add_argument("--micro-batch", default="on",
+                        help="digitrec with cross-request batching on, off, or on,off")
     parser.add_argument("--serve-seed", type=int, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     load_at_start = " / ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -210,15 +213,19 @@ def main() -> int:
     weights = ["--weights", args.weights] if args.weights else []
     results = {}
     try:
-        for backend in args.inference.split(",") if args.only in (None, "digitrec") else []:
+        variants = [(backend, batching) for backend in args.inference.split(",")
+                    for batching in args.micro_batch.split(",")]
+        for backend, batching in variants if args.only in (None, "digitrec") else []:
             port = free_port()
             extra = (["--workers", str(args.workers)] if args.workers else []) + (
                 ["--threads", str(args.threads)] if args.threads else [])
             command = [python, "-m", "digitrec.cli", "serve", "--host", "127.0.0.1",
                        "--port", str(port), *weights, *extra]
-            os.environ["DIGITREC_INFERENCE"] = backend  # read by digitrec.fast.optimize
-            results[f"digitrec serve (gunicorn), {backend}"] = measure(command, port, body,
-                                                                       body_file, args)
+            if backend != "default":
+                os.environ["DIGITREC_INFERENCE"] = backend  # read by digitrec.fast.optimize
+            os.environ["DIGITREC_MICRO_BATCH"] = "1" if batching == "on" else "0"
+            name = f"digitrec serve (gunicorn), {backend}, micro-batching {batching}"
+            results[name] = measure(command, port, body, body_file, args)
         if args.only in (None, "seed"):
             port = free_port()
             command = [python, __file__, "--serve-seed", str(port), *weights]

@@ -1,5 +1,6 @@
 """The `digitrec predict` command: one line per file in input order, JSON lines, per-file errors
-with exit status 1, directories walked, whole numbers."""
+with exit status 1, directories walked, whole numbers; `digitrec export --onnx` writes a graph
+that onnxruntime runs, and checks it against the reference."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+from conftest import weights_dir
+
 from digitrec.cli import main
+from digitrec.train import to_tensor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -41,3 +46,43 @@ def test_predict_number(capsys):
     assert main(["predict", "--number", "--json", str(EXAMPLES / "forty_two.png")]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["number"] == "42" and len(line["digits"]) == 2
+
+
+def test_export_onnx_writes_a_graph_that_onnxruntime_runs(mnist, tmp_path, capsys, monkeypatch):
+    import onnxruntime
+
+    from digitrec import cli
+    # the check runs on 1,000 images; 200 keep the test quick (tests/test_fast.py checks the
+    # same graph, the onnx backend's, on 1,000)
+    monkeypatch.setattr(cli, "EXPORT_CHECK_IMAGES", 200)
+    out = tmp_path / "tmp" / "x.onnx"
+    assert main(["export", "--onnx", "--weights", str(weights_dir()), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "200/200 predictions identical" in printed and "largest probability" in printed
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["x"]
+    assert [o.name for o in session.get_outputs()] == ["p"]
+    p = session.run(None, {"x": to_tensor(mnist.test_images[:5]).numpy()})[0]
+    assert p.shape[1:] == (5, 10) and np.allclose(p.sum(-1), 1, atol=1e-5)
+
+
+def test_export_needs_a_format_and_fails_when_the_file_disagrees(mnist, tmp_path, capsys,
+                                                                 monkeypatch):
+    assert main(["export", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "--onnx" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+    from digitrec import cli, fast
+    real_session = fast.onnx_session
+
+    class SwappedClasses:  # a graph that reads every digit as another
+        def __init__(self, path):
+            self.session = real_session(path)
+
+        def run(self, outputs, feeds):
+            return [self.session.run(outputs, feeds)[0][..., ::-1]]
+
+    monkeypatch.setattr(cli, "EXPORT_CHECK_IMAGES", 50)
+    monkeypatch.setattr(fast, "onnx_session", SwappedClasses)
+    assert main(["export", "--onnx", "--weights", str(weights_dir()),
+                 "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "does not predict what the reference" in capsys.readouterr().err

@@ -1,15 +1,26 @@
-"""Fast paths agree with the reference: the optimised ensemble predicts exactly what the eager
-Ensemble predicts on 1,000 MNIST test images, and `train --fast` runs and writes a model card."""
+"""Fast paths agree with the reference: both inference backends (torch FastEnsemble, onnxruntime
+OnnxEnsemble) predict exactly what the eager Ensemble predicts on 1,000 MNIST test images, the
+exported ONNX graph is cached on disk (and rebuilt when the entry is bad), and `train --fast` runs
+and writes a model card."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from digitrec.fast import fold_batchnorm, optimize
+from digitrec import fast as fast_module
+from digitrec.fast import (
+    FastEnsemble,
+    OnnxEnsemble,
+    fold_batchnorm,
+    onnx_bytes,
+    onnx_cache_key,
+    optimize,
+)
 from digitrec.models import BUNDLED_DIR, Ensemble, create_model, load_ensemble, save_model
 from digitrec.train import predict_proba, to_tensor, train_fast
 
@@ -41,29 +52,146 @@ def test_images(mnist) -> np.ndarray:
     return mnist.test_images[:1000]
 
 
-def test_optimized_ensemble_predicts_exactly_like_the_reference(ensemble, test_images):
-    reference = predict_proba(ensemble, test_images)
-    fast = predict_proba(optimize(ensemble), test_images)
+@pytest.fixture(scope="module")
+def reference(ensemble, test_images) -> np.ndarray:
+    """The eager ensemble's probabilities on the 1,000 test images, computed once."""
+    return predict_proba(ensemble, test_images)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def onnx_cache_home(tmp_path_factory):
+    """A fresh ONNX cache for this module (not the user's ~/.cache)."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("xdg-cache")
+        patch.setenv("XDG_CACHE_HOME", str(home))
+        patch.delenv("DIGITREC_INFERENCE", raising=False)
+        yield home
+
+
+@pytest.fixture(scope="module")
+def backends(ensemble) -> dict:
+    """The optimised ensemble from each backend, built once."""
+    return {name: optimize(ensemble, name) for name in ("torch", "onnx")}
+
+
+@pytest.fixture
+def small(ensemble) -> Ensemble:
+    """The ensemble's first member alone (quick to export)."""
+    return Ensemble(dict(list(ensemble.members.items())[:1])).eval()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_optimized_ensemble_predicts_exactly_like_the_reference(reference, backends, backend,
+                                                                 test_images):
+    fast = predict_proba(backends[backend], test_images)
     assert np.array_equal(fast.argmax(1), reference.argmax(1))
     assert np.abs(fast - reference).max() < 1e-4
 
 
-def test_optimized_members_match_each_reference_member(ensemble, test_images):
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_optimized_members_match_each_reference_member(ensemble, backends, backend, test_images):
     x = to_tensor(test_images[:200])
     with torch.inference_mode():
         reference = ensemble.member_probabilities(x)
-        fast = optimize(ensemble).member_probabilities(x)
+        fast = backends[backend].member_probabilities(x)
     assert fast.shape == reference.shape
     assert torch.equal(fast.argmax(-1), reference.argmax(-1))
     assert float((fast - reference).abs().max()) < 1e-4
 
 
-def test_single_image_path_matches_batch_path(ensemble, test_images):
-    fast = optimize(ensemble)
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_single_image_path_matches_batch_path(backends, backend, test_images):
+    fast = backends[backend]
     with torch.inference_mode():
         batch = fast(to_tensor(test_images[:8]))
         singles = torch.cat([fast(to_tensor(test_images[i:i + 1])) for i in range(8)])
     assert torch.allclose(batch, singles, atol=1e-5)
+
+
+def test_default_backend_is_onnx_with_an_environment_override(small, monkeypatch):
+    assert isinstance(optimize(small), OnnxEnsemble)
+    monkeypatch.setenv("DIGITREC_INFERENCE", "torch")
+    assert isinstance(optimize(small), FastEnsemble)
+    assert isinstance(optimize(small, "onnx"), OnnxEnsemble)  # the argument wins
+    monkeypatch.setenv("DIGITREC_INFERENCE", "tensorrt")
+    with pytest.raises(ValueError, match="tensorrt"):
+        optimize(small)
+    with pytest.raises(ValueError, match="openvino"):
+        optimize(small, "openvino")
+
+
+def test_default_backend_falls_back_to_torch_when_onnx_fails(small, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no graph today")
+
+    monkeypatch.setattr(fast_module, "OnnxEnsemble", broken)
+    with pytest.warns(RuntimeWarning, match="no graph today"):
+        assert isinstance(optimize(small), FastEnsemble)
+    with pytest.raises(RuntimeError):  # asked for explicitly: no fallback
+        optimize(small, "onnx")
+    monkeypatch.setattr(fast_module, "onnx_available", lambda: False)  # not installed
+    assert isinstance(optimize(small), FastEnsemble)
+    with pytest.raises(ImportError, match="onnxruntime"):
+        optimize(small, "onnx")
+
+
+def test_onnx_session_threads_follow_torch_or_the_argument(small):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert OnnxEnsemble(small).threads == 1
+        assert OnnxEnsemble(small, threads=2).threads == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError):
+        OnnxEnsemble(small, threads=0, cache=False)
+
+
+def test_onnx_cache_is_reused_and_bad_entries_are_rebuilt(ensemble, small, tmp_path,
+                                                          monkeypatch, test_images):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = OnnxEnsemble(small)
+    path = first.cache_path
+    assert not first.from_cache and path.parent == tmp_path / "digitrec" / "onnx"
+    assert path.exists() and path.name == f"{onnx_cache_key(small)}.onnx"
+    good = path.read_bytes()
+
+    export = fast_module.onnx_bytes
+    monkeypatch.setattr(fast_module, "onnx_bytes", lambda e: pytest.fail("exported again"))
+    second = OnnxEnsemble(small)  # reuses the file: no export
+    assert second.from_cache
+    monkeypatch.setattr(fast_module, "onnx_bytes", export)
+
+    x = to_tensor(test_images[:64])
+    with torch.inference_mode():
+        want = small.member_probabilities(x)
+    for bad in (b"", good[: len(good) // 2], b"\x00 not a graph" * 100,
+                onnx_bytes(Ensemble(dict(list(ensemble.members.items())[1:2])))):
+        path.write_bytes(bad)  # truncated, garbage, or another model's graph
+        rebuilt = OnnxEnsemble(small)
+        assert not rebuilt.from_cache
+        assert torch.allclose(rebuilt.member_probabilities(x), want, atol=1e-4)
+        assert OnnxEnsemble(small).from_cache  # the entry was rewritten
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_onnx_cache_key_follows_the_architecture_and_weights(small):
+    key = onnx_cache_key(small)
+    same = copy.deepcopy(small)
+    assert onnx_cache_key(same) == key
+    with torch.no_grad():
+        next(same.parameters()).add_(1e-3)
+    assert onnx_cache_key(same) != key
+    folded = Ensemble({n: fold_batchnorm(m) for n, m in small.members.items()})
+    assert onnx_cache_key(folded) != key
+
+
+def test_an_unusable_cache_directory_is_skipped(small, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    onnx = OnnxEnsemble(small)
+    assert not onnx.from_cache and not onnx.cache_path.exists()
 
 
 def test_fold_batchnorm_removes_bn_and_dropout_and_keeps_outputs(test_images):
@@ -79,7 +207,7 @@ def test_fold_batchnorm_removes_bn_and_dropout_and_keeps_outputs(test_images):
 def test_recognizer_runs_the_fast_path(ensemble, test_images):
     from digitrec.recognizer import Recognizer
     recognizer = Recognizer(ensemble, {n: {} for n in ensemble.members}, threshold=0.8)
-    assert recognizer.fast is not recognizer.ensemble
+    assert isinstance(recognizer.fast, OnnxEnsemble)  # the default backend
     got = [p.digit for p in recognizer.classify(test_images[:100])]
     want = predict_proba(ensemble, test_images[:100]).argmax(1).tolist()
     assert got == want

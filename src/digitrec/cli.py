@@ -1,4 +1,5 @@
-"""The `digitrec` command: data fetch, train, train-ensemble, evaluate, predict, compare, serve."""
+"""The `digitrec` command: data fetch, train, train-ensemble, evaluate, predict, compare, serve,
+export."""
 
 from __future__ import annotations
 
@@ -212,6 +213,54 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORT_CHECK_IMAGES = 1000  # `digitrec export` compares the file with the reference on these
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    if not args.onnx:
+        print("digitrec export: error: choose the format: --onnx (the only one so far)",
+              file=sys.stderr)
+        return 2
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    from digitrec.data import load_mnist
+    from digitrec.fast import export_onnx, onnx_session
+    from digitrec.models import load_ensemble
+    from digitrec.train import to_tensor
+
+    ensemble, _ = load_ensemble(args.weights)
+    images = load_mnist(args.data_dir).test_images[:EXPORT_CHECK_IMAGES]
+    path = export_onnx(ensemble, args.out)
+    names = list(ensemble.members)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input \"x\" float (N, 1, 28, 28) "
+          f"normalised as for training, output \"p\" ({len(names)}, N, 10) per-member "
+          f"probabilities of {', '.join(names)}")
+
+    session = onnx_session(path)
+    got, want = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), 250):
+            x = to_tensor(images[start:start + 250])
+            got.append(session.run(None, {"x": x.numpy()})[0])
+            want.append(ensemble.member_probabilities(x).numpy())
+    got, want = np.concatenate(got, axis=1), np.concatenate(want, axis=1)
+    same = got.mean(0).argmax(1) == want.mean(0).argmax(1)
+    members_same = bool((got.argmax(2) == want.argmax(2)).all())
+    difference = float(np.abs(got - want).max())
+    members_note = "every member's too" if members_same else "but NOT every member's"
+    print(f"checked with onnxruntime {onnxruntime.__version__} on the first {len(images):,} "
+          f"MNIST test images against the reference ensemble: {int(same.sum()):,}/"
+          f"{len(images):,} predictions identical ({members_note}), largest probability "
+          f"difference {difference:.1e}")
+    if not (same.all() and members_same):
+        print(f"digitrec export: error: {path} does not predict what the reference ensemble "
+              "predicts (the file is kept for inspection)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | None) -> None:
     parser.add_argument("--epochs", type=int, default=epochs_default)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -309,6 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threads", type=int, help="torch CPU threads")
     _add_data_dir(cmp)
     cmp.set_defaults(func=_cmd_compare)
+
+    exp = sub.add_parser("export", help="write the ensemble as one ONNX graph, checked against "
+                         "the reference on MNIST test images",
+                         description="Write the ensemble as one ONNX graph (input \"x\": float "
+                         "(N, 1, 28, 28) normalised as for training; output \"p\": (members, N, "
+                         "10) per-member softmax probabilities), then run the file with "
+                         "onnxruntime on the first 1,000 MNIST test images: exit status 1 "
+                         "unless it predicts exactly what the reference ensemble predicts.")
+    exp.add_argument("--onnx", action="store_true", help="ONNX format (required: the only one)")
+    exp.add_argument("--weights", help="directory of models (default: the bundled ensemble)")
+    exp.add_argument("--out", default="ensemble.onnx",
+                     help="output file (default: ensemble.onnx in the current directory)")
+    _add_data_dir(exp)
+    exp.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -5,18 +5,31 @@ removed, ReLU moved after max-pooling (exact: max commutes with ReLU, and it tou
 values), channels-last (NHWC) activations so that oneDNN runs the convolutions, and the first
 Linear's columns permuted to read NHWC features directly (no copy back to NCHW at Flatten).
 Outputs equal the reference to float rounding; tests/test_fast.py checks identical predictions.
+
+That is the "torch" backend (FastEnsemble). The default, when onnxruntime and onnx are installed,
+is the "onnx" backend (OnnxEnsemble): the BN-folded members exported to one ONNX graph (cached on
+disk) and run by onnxruntime, about twice as fast. `export_onnx` writes that graph to a file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from digitrec.models import Ensemble
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 INPUT_SHAPE = (1, 1, 28, 28)
 
@@ -113,40 +126,159 @@ class FastEnsemble(nn.Module):
         return FastEnsemble({n: self.members[n] for n in names}).eval()
 
 
+class MemberProbabilities(nn.Module):
+    """The graph that export_onnx writes: BN-folded members, per-member softmax, stacked."""
+
+    def __init__(self, members: dict[str, nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleDict(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) normalised images → per-member probabilities (M, N, 10)."""
+        return torch.stack([torch.softmax(m(x), dim=1) for m in self.members.values()])
+
+
+def onnx_bytes(ensemble: Ensemble) -> bytes:
+    """The ensemble as one ONNX graph (the only export code path): input "x", float
+    (N, 1, 28, 28) normalised as digitrec.train.to_tensor does; output "p", (M, N, 10)
+    per-member softmax probabilities in the ensemble's member order; N is dynamic."""
+    import io
+
+    graph = MemberProbabilities({n: fold_batchnorm(m) for n, m in ensemble.members.items()})
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph.eval(), (torch.zeros(INPUT_SHAPE),), buffer, dynamo=False,
+                          input_names=["x"], output_names=["p"],
+                          dynamic_axes={"x": {0: "n"}, "p": {1: "n"}})
+    return buffer.getvalue()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path` (readers see
+    the old file or the new one, never part of one; the mode follows the umask)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def export_onnx(ensemble: Ensemble, path: str | os.PathLike) -> Path:
+    """Write the ensemble's ONNX graph (see onnx_bytes) to `path`, atomically; returns it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, onnx_bytes(ensemble))
+    return path
+
+
+def onnx_session(model: bytes | str | os.PathLike,
+                 threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session for an ONNX graph (bytes or a file): `threads` intra-op
+    threads (default: torch.get_num_threads() now), no spin-waiting for work."""
+    import onnxruntime as ort
+
+    threads = torch.get_num_threads() if threads is None else threads
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_cache_dir() -> Path:
+    """Where exported graphs are cached: $XDG_CACHE_HOME/digitrec/onnx, else
+    ~/.cache/digitrec/onnx."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "digitrec" / "onnx"
+
+
+def onnx_cache_key(ensemble: Ensemble) -> str:
+    """SHA-256 of what the exported graph depends on: each member's name, architecture and
+    weights, the torch and onnx versions, and this module's source (the export code)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        onnx_version = version("onnx")
+    except PackageNotFoundError:
+        onnx_version = "none"
+    digest = hashlib.sha256()
+    digest.update(f"torch {torch.__version__}\0onnx {onnx_version}\0".encode())
+    digest.update(Path(__file__).read_bytes())
+    for name, member in ensemble.members.items():
+        digest.update(f"\0member {name}\0{member!r}\0".encode())
+        for key, tensor in member.state_dict().items():
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{key} {tensor.dtype} {tuple(tensor.shape)}\0".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path) -> bytes | None:
+    """The cached graph's bytes, or None when it is absent or unreadable."""
+    try:
+        return path.read_bytes()
+    except (OSError, RuntimeError):
+        return None
+
+
+def _write_cache(path: Path, data: bytes) -> None:
+    """Store a graph in the cache; a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data)
+    except OSError:
+        pass
+
+
 class OnnxEnsemble:
-    """The ensemble as one ONNX graph run by onnxruntime (optional: `pip install onnxruntime
-    onnx`); same interface as FastEnsemble. Its kernels cost less per call at batch 1."""
+    """The ensemble as one ONNX graph run by onnxruntime; same interface as FastEnsemble. The
+    graph is cached on disk (onnx_cache_dir, keyed by onnx_cache_key) so that loading does not
+    re-export; a cache entry that fails to load or to match the ensemble is rebuilt."""
 
     returns_probabilities = True
 
-    def __init__(self, ensemble: Ensemble, threads: int | None = None):
-        import io
-        import warnings
-
-        import onnxruntime as ort
-
-        class MemberProbabilities(nn.Module):
-            def __init__(self, members: dict[str, nn.Module]):
-                super().__init__()
-                self.members = nn.ModuleDict(members)
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return torch.stack([torch.softmax(m(x), dim=1) for m in self.members.values()])
-
-        graph = MemberProbabilities({n: fold_batchnorm(m) for n, m in ensemble.members.items()})
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(graph.eval(), (torch.zeros(INPUT_SHAPE),), buffer, dynamo=False,
-                              input_names=["x"], output_names=["p"],
-                              dynamic_axes={"x": {0: "n"}, "p": {1: "n"}})
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(buffer.getvalue(), options,
-                                            providers=["CPUExecutionProvider"])
+    def __init__(self, ensemble: Ensemble, threads: int | None = None, cache: bool = True):
         self.members = dict(ensemble.members)
+        self.threads = torch.get_num_threads() if threads is None else threads
+        self.cache_path: Path | None = None
+        if cache:
+            try:
+                self.cache_path = onnx_cache_dir() / f"{onnx_cache_key(ensemble)}.onnx"
+            except (OSError, RuntimeError):  # no home directory, unreadable source: no cache
+                self.cache_path = None
+        cached = _read_cache(self.cache_path) if self.cache_path else None
+        self.from_cache = False
+        if cached is not None:
+            with contextlib.suppress(Exception):  # corrupt or stale: export afresh below
+                self.session = onnx_session(cached, self.threads)
+                self.from_cache = self._matches(ensemble)
+        if not self.from_cache:
+            graph = onnx_bytes(ensemble)
+            self.session = onnx_session(graph, self.threads)
+            if not self._matches(ensemble):
+                raise RuntimeError("the exported ONNX graph does not match the ensemble")
+            if self.cache_path:
+                _write_cache(self.cache_path, graph)
+
+    def _matches(self, ensemble: Ensemble) -> bool:
+        """Whether the session computes what the ensemble computes, on a fixed probe batch."""
+        probe = torch.randn((2, *INPUT_SHAPE[1:]), generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            expected = ensemble.member_probabilities(probe)
+        got = self.member_probabilities(probe)
+        return got.shape == expected.shape and bool(torch.allclose(got, expected, atol=1e-4))
 
     def member_probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Per-member probabilities, shape (M, N, 10)."""
@@ -158,8 +290,8 @@ class OnnxEnsemble:
         return self.member_probabilities(x).mean(dim=0)
 
     def subset(self, names: list[str]) -> OnnxEnsemble:
-        """A session over the named members only."""
-        return OnnxEnsemble(Ensemble({n: self.members[n] for n in names}))
+        """A session over the named members only (same threads)."""
+        return OnnxEnsemble(Ensemble({n: self.members[n] for n in names}), self.threads)
 
     def eval(self) -> OnnxEnsemble:
         """Already inference-only (nn.Module compatibility)."""
@@ -167,18 +299,32 @@ class OnnxEnsemble:
 
 
 def onnx_available() -> bool:
-    """True when onnxruntime and onnx (needed to export) can be imported."""
+    """True when onnxruntime and onnx (needed to export) are installed."""
     import importlib.util
     return all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx"))
 
 
+BACKENDS = ("onnx", "torch")
+
+
 def optimize(ensemble: Ensemble, backend: str | None = None) -> FastEnsemble | OnnxEnsemble:
-    """An equivalent, faster module for an Ensemble (see the module docstring). `backend`:
-    "torch" (default; no extra dependency) or "onnx"; default from $DIGITREC_INFERENCE."""
-    backend = backend or os.environ.get("DIGITREC_INFERENCE", "torch")
-    if backend == "onnx":
+    """An equivalent, faster module for an Ensemble. `backend`: "onnx" (OnnxEnsemble) or "torch"
+    (FastEnsemble); default $DIGITREC_INFERENCE, else "onnx" when onnxruntime and onnx are
+    installed (falling back to "torch", with a warning, if the ONNX path fails), else "torch"."""
+    chosen = (backend or os.environ.get("DIGITREC_INFERENCE", "")).strip().lower() or None
+    if chosen not in (None, *BACKENDS):
+        raise ValueError(f"unknown inference backend {backend or chosen!r} "
+                         f"(argument or $DIGITREC_INFERENCE): use 'onnx' or 'torch'")
+    if chosen == "onnx":
+        if not onnx_available():
+            raise ImportError("the onnx inference backend needs onnxruntime and onnx installed "
+                              "(pip install onnxruntime onnx)")
         return OnnxEnsemble(ensemble)
-    if backend != "torch":
-        raise ValueError(f"unknown inference backend {backend!r}: use 'torch' or 'onnx'")
+    if chosen is None and onnx_available():
+        try:
+            return OnnxEnsemble(ensemble)
+        except Exception as exc:  # an unusual member or a broken install: the torch path
+            warnings.warn(f"onnxruntime inference unavailable ({exc}); using the torch fast "
+                          "path", RuntimeWarning, stacklevel=2)
     return FastEnsemble({name: optimize_member(m)
                          for name, m in ensemble.members.items()}).eval()
