@@ -1,6 +1,7 @@
 """Single-image latency in process: `Recognizer.predict` on a 280x280 canvas-style PNG, with the
 split between preprocessing (decode + MNIST-style normalisation) and the model (classify), for
-the optimised path (what Recognizer runs) and the reference eager ensemble, in one run.
+onnxruntime (what Recognizer runs by default), the torch fast path and the reference eager
+ensemble, in one run.
 
     .venv/bin/python benchmarks/latency.py [--weights DIR] [--calls 2000] [--threads 2]
 """
@@ -56,27 +57,28 @@ def main() -> int:
     batch = image28[None]
     assert recognizer.predict(png).digit == recognizer.classify(batch)[0].digit
 
-    fast = recognizer.fast
-    rows = {"predict (preprocess + model), optimized (torch)": lambda: recognizer.predict(png),
-            "  preprocess only": lambda: preprocess(png),
-            "  model only: classify, optimized (torch)": lambda: recognizer.classify(batch)}
-    measured = {name: timings(fn, args.calls, args.warmup, name.strip())
-                for name, fn in rows.items()}
-    others = {"reference": recognizer.ensemble}  # the path Recognizer ran before
-    if onnx_available() and not args.no_onnx:
-        others["onnxruntime"] = optimize(recognizer.ensemble, "onnx")
+    default = recognizer.fast
+    paths = {"onnxruntime": optimize(recognizer.ensemble, "onnx") if onnx_available()
+             and not args.no_onnx else None,
+             "torch fast path": optimize(recognizer.ensemble, "torch"),
+             "reference (eager)": recognizer.ensemble}
+    measured = {"preprocess only": timings(lambda: preprocess(png), args.calls, args.warmup,
+                                           "preprocess")}
     try:
-        for label, module in others.items():
+        for label, module in paths.items():
+            if module is None:
+                continue
             recognizer.fast = module
             measured[f"predict (preprocess + model), {label}"] = timings(
                 lambda: recognizer.predict(png), args.calls, args.warmup, f"predict {label}")
             measured[f"  model only: classify, {label}"] = timings(
                 lambda: recognizer.classify(batch), args.calls, args.warmup, f"classify {label}")
     finally:
-        recognizer.fast = fast
+        recognizer.fast = default
 
     print(f"\n# single-image latency, 280x280 canvas PNG ({len(png):,} bytes), "
-          f"{args.calls} calls after {args.warmup} warm-up, {args.threads} torch threads, "
+          f"{args.calls} calls after {args.warmup} warm-up, {args.threads} threads, "
+          f"Recognizer's default backend: {type(default).__name__}, "
           f"torch {torch.__version__}, load average at start {load_at_start}\n")
     print("| path | p50 ms | p90 ms | p99 ms | mean ms |")
     print("|---|---:|---:|---:|---:|")
