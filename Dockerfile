@@ -18,6 +18,8 @@ COPY src ./src
 RUN pip install . && rm -rf /app/src
 
 USER digitrec
+# Export the ensemble to ONNX once, into the image's cache, so that workers start warm.
+RUN python -c "from digitrec.recognizer import Recognizer; Recognizer.load()"
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
