@@ -10,9 +10,10 @@ from scipy import ndimage as ndi
 
 from digitrec.preprocess import NoDigitError
 from digitrec.segment import Segment, segment_digits
-from digitrec.synth import compose_number
+from digitrec.synth import _crop, _ink, _on_paper, _scaled_crop, compose_number
 
 CASES = 100
+GLUED_CASES = 60
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,11 +113,76 @@ def test_touching_digits_are_split(recognizer, test_digits):
     assert recognizer.read_number(page).number == "70"
 
 
+def _glued_number(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A 48 px line of digits, each pushed into the one before until touching, then 0-3 px."""
+    pieces = [_scaled_crop(d, _crop(_ink(d)).shape[0] * 48 / 20 * rng.uniform(0.85, 1.15))
+              for d in digits]
+    height = max(p.shape[0] for p in pieces) + 40
+    ink = np.zeros((height, sum(p.shape[1] for p in pieces) + 32), np.float32)
+    x = 16
+    for i, piece in enumerate(pieces):
+        y = (height - piece.shape[0]) // 2 + int(rng.integers(-4, 5))
+        if i:
+            x = _touching_x(ink > 0.3, piece > 0.3, y) - int(rng.integers(0, 4))
+        window = ink[y:y + piece.shape[0], x:x + piece.shape[1]]
+        np.maximum(window, piece, out=window)
+    return _on_paper(ink[:, :np.flatnonzero(ink.max(axis=0) > 0)[-1] + 17])
+
+
+def _touching_x(page: np.ndarray, piece: np.ndarray, y: int) -> int:
+    """The largest x at which `piece`, pasted at (y, x), touches `page`'s ink (8-connected)."""
+    rows = np.arange(y, y + piece.shape[0])
+    right = np.where(page.any(axis=1), page.shape[1] - 1 - page[:, ::-1].argmax(axis=1), -10**6)
+    right = np.maximum.reduce([right, np.roll(right, 1), np.roll(right, -1)])[rows]
+    left = np.where(piece.any(axis=1), piece.argmax(axis=1), 10**6)
+    both = (right > -10**5) & (left < 10**5)
+    return int((right + 1 - left)[both].max())
+
+
+def test_touching_digits_are_cut_where_the_models_read_best(recognizer, test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(11)
+    ones = np.flatnonzero(labels == 1)
+    scored = plain = 0
+    for _ in range(GLUED_CASES):
+        idx = rng.choice(len(images), int(rng.integers(2, 4)), replace=False)
+        if rng.random() < 0.5:  # a narrow '1' among them: the hard case for geometric rules
+            idx[rng.integers(len(idx))] = rng.choice(ones)
+        truth = "".join(str(d) for d in labels[idx])
+        page = _glued_number(list(images[idx]), rng)
+        assert ndi.label(page < 179, structure=np.ones((3, 3)))[1] < len(idx), "no touching"
+        scored += recognizer.read_number(page).number == truth
+        digits = recognizer.classify(np.stack([s.image28 for s in segment_digits(page)]))
+        plain += "".join(str(d.digit) for d in digits) == truth
+    # measured: 32/60 read right with the scorer, 11/60 with geometric cutting alone
+    assert scored >= plain + 0.25 * GLUED_CASES, f"{scored} vs {plain}/{GLUED_CASES} right"
+
+
 def test_a_single_wide_digit_is_not_split():
     def wide_zero(draw: ImageDraw.ImageDraw) -> None:
         draw.ellipse([(20, 10), (100, 90)], outline=0, width=8)
 
     assert len(segment_digits(_page(wide_zero))) == 1
+
+
+def test_a_scorer_judges_every_cut_of_a_line_in_one_batch(recognizer, test_digits):
+    images, _ = test_digits
+    calls = []
+
+    def score(images28: np.ndarray) -> np.ndarray:
+        calls.append(len(images28))
+        return np.array([p.confidence for p in recognizer.classify(images28)])
+
+    assert len(segment_digits(_touching_pair(images[0], images[3]), score)) == 2
+    assert len(calls) == 1 and calls[0] > 2, "no cut, and the cuts, scored together"
+
+
+def test_a_scorer_that_likes_every_piece_alike_cuts_nothing():
+    def wide_zero(draw: ImageDraw.ImageDraw) -> None:
+        draw.ellipse([(20, 10), (100, 90)], outline=0, width=8)
+
+    page = _page(wide_zero)
+    assert len(segment_digits(page, lambda images28: np.full(len(images28), 0.9))) == 1
 
 
 def test_specks_are_not_digits(test_digits):

@@ -179,8 +179,12 @@ class Recognizer:
         return self._run(np.stack([preprocess(img) for img in images]))
 
     def read_number(self, image: ImageSource) -> NumberReading:
-        """Split a line of handwritten digits and read each, left to right."""
-        segments = segment_digits(image)
+        """Split a line of handwritten digits and read each, left to right (the models'
+        confidence decides where touching digits are cut)."""
+        def score(images28: np.ndarray) -> np.ndarray:
+            return np.array([d.confidence for d in self._run(images28)])
+
+        segments = segment_digits(image, score)
         digits = self._run(np.stack([s.image28 for s in segments]))
         number = "".join("?" if d.digit is None else str(d.digit) for d in digits)
         return NumberReading(number=number, digits=digits, boxes=[s.box for s in segments])
