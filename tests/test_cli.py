@@ -86,3 +86,24 @@ def test_export_needs_a_format_and_fails_when_the_file_disagrees(mnist, tmp_path
     assert main(["export", "--onnx", "--weights", str(weights_dir()),
                  "--out", str(tmp_path / "x.onnx")]) == 1
     assert "does not predict what the reference" in capsys.readouterr().err
+
+
+def test_train_ensemble_fine_tunes_each_bundled_member(monkeypatch, tmp_path, capsys):
+    import digitrec.train
+    calls = []
+
+    class Result:
+        card = {"test_accuracy": 0.99, "training_seconds": 1.0}
+
+    def fake_train_and_save(arch, out, half=False, name=None, **kwargs):
+        calls.append((name, arch, kwargs.get("init"), kwargs.get("real_input"), kwargs["epochs"]))
+        return Result()
+
+    monkeypatch.setattr(digitrec.train, "train_and_save", fake_train_and_save)
+    assert main(["train-ensemble", "--members", "vgg8b", "--out", str(tmp_path)]) == 0
+    assert calls == [("vgg8b", "vgg8", None, 0.0, 11),
+                     ("vgg8b", "vgg8", str(tmp_path / "vgg8b.safetensors"), 0.5, 2)]
+    calls.clear()
+    assert main(["train-ensemble", "--members", "vgg8b", "--epochs", "1",
+                 "--out", str(tmp_path)]) == 0
+    assert calls == [("vgg8b", "vgg8", None, 0.0, 1)]  # --epochs: a quick run, no fine-tuning

@@ -9,11 +9,17 @@ import sys
 from pathlib import Path
 
 # The bundled ensemble's recipe, member name -> training settings (see docs/training.md; the
-# members were chosen among the trained candidates by validation accuracy, then log-loss).
+# members were chosen among the trained candidates by validation accuracy, then log-loss), then
+# a fine-tuning stage from those weights with real-input renderings added (FINE_TUNE).
 BUNDLED_SET = {
     "cnnbn": {"arch": "cnnbn", "epochs": 25, "seed": 0, "aug_strength": 0.6, "elastic": False},
     "vgg8b": {"arch": "vgg8", "epochs": 11, "seed": 1, "aug_strength": 0.7, "elastic": True},
     "vgg8c": {"arch": "vgg8", "epochs": 8, "seed": 2, "aug_strength": 0.8, "elastic": False},
+}
+FINE_TUNE = {
+    "cnnbn": {"epochs": 3, "seed": 10, "lr": 1e-3, "real_input": 0.5},
+    "vgg8b": {"epochs": 2, "seed": 11, "lr": 1e-3, "real_input": 0.5},
+    "vgg8c": {"epochs": 2, "seed": 12, "lr": 1e-3, "real_input": 0.5},
 }
 
 
@@ -77,6 +83,10 @@ def _cmd_train_ensemble(args: argparse.Namespace) -> int:
         if args.epochs:
             kwargs["epochs"] = args.epochs
         result = train_and_save(recipe["arch"], out, half=args.half, name=name, **kwargs)
+        if name in FINE_TUNE and not args.epochs:
+            kwargs.update(FINE_TUNE[name])
+            result = train_and_save(recipe["arch"], out, half=args.half, name=name,
+                                    init=str(out / f"{name}.safetensors"), **kwargs)
         _report_trained(name, result, out)
     return 0
 
@@ -312,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ens = sub.add_parser("train-ensemble", help="train the bundled set of models in one go",
                          description="Train the bundled members with their recipes (seed, "
-                         "augmentation and epochs per member override the flags; --epochs "
-                         "overrides all); other names train one architecture with the flags.")
+                         "augmentation and epochs per member override the flags), then fine-tune "
+                         "each with real-input renderings; --epochs overrides all and skips the "
+                         "fine-tuning. Other names train one architecture with the flags.")
     ens.add_argument("--members", nargs="+", choices=sorted(set(list_models()) | set(BUNDLED_SET)))
     _add_train_options(ens, None)
     ens.set_defaults(func=_cmd_train_ensemble)
