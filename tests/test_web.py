@@ -302,3 +302,12 @@ def test_serve_refuses_a_directory_without_models(tmp_path):
     from digitrec.web.gunicorn_conf import serve
     with pytest.raises(FileNotFoundError):
         serve(weights=str(tmp_path))
+
+
+def test_gunicorn_caps_connections_per_worker_but_keeps_alive():
+    from digitrec.web import gunicorn_conf
+    settings = gunicorn_conf._settings()
+    assert settings["worker_class"] == "gthread"
+    # capped so that keep-alive clients spread over the workers, with room left to keep alive
+    assert settings["worker_connections"] == 2 * settings["threads"]
+    assert settings["worker_connections"] - settings["threads"] > 0 and settings["keepalive"]

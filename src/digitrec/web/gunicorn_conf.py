@@ -1,7 +1,8 @@
 """gunicorn settings for the web app, and `serve()` that runs it (used by `digitrec serve`).
 
 Also usable directly: gunicorn -c src/digitrec/web/gunicorn_conf.py 'digitrec.web:create_app()'
-(DIGITREC_HOST, DIGITREC_PORT, DIGITREC_WORKERS, DIGITREC_THREADS, DIGITREC_WEIGHTS apply)."""
+(DIGITREC_HOST, DIGITREC_PORT, DIGITREC_WORKERS, DIGITREC_THREADS, DIGITREC_WORKER_CONNECTIONS,
+DIGITREC_WEIGHTS apply)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,11 @@ def default_workers() -> int:
 
 bind = f"{os.environ.get('DIGITREC_HOST', '127.0.0.1')}:{os.environ.get('DIGITREC_PORT', '8000')}"
 workers = int(os.environ.get("DIGITREC_WORKERS", default_workers()))
-threads = int(os.environ.get("DIGITREC_THREADS", "2"))
+threads = int(os.environ.get("DIGITREC_THREADS", "4"))
 worker_class = "gthread"
+# A worker takes at most this many connections (and keeps at most half of them alive), so that
+# keep-alive clients spread over all workers instead of piling onto whichever accepted first.
+worker_connections = int(os.environ.get("DIGITREC_WORKER_CONNECTIONS", 2 * threads))
 timeout = 60
 graceful_timeout = 10
 keepalive = 5
@@ -42,9 +46,9 @@ def post_fork(server, worker) -> None:
 
 
 def _settings() -> dict:
-    names = ("bind", "workers", "threads", "worker_class", "timeout", "graceful_timeout",
-             "keepalive", "accesslog", "errorlog", "loglevel", "control_socket_disable",
-             "post_fork")
+    names = ("bind", "workers", "threads", "worker_class", "worker_connections", "timeout",
+             "graceful_timeout", "keepalive", "accesslog", "errorlog", "loglevel",
+             "control_socket_disable", "post_fork")
     return {name: globals()[name] for name in names}
 
 
@@ -72,6 +76,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
                 options["workers"] = workers
             if threads:
                 options["threads"] = threads
+                if "DIGITREC_WORKER_CONNECTIONS" not in os.environ:
+                    options["worker_connections"] = 2 * threads
             for key, value in options.items():
                 self.cfg.set(key, value)
 
