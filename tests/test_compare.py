@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,10 @@ def test_missing_weights_fail_fast_with_a_hint(mnist_dir, tmp_path, capsys):
     assert main(["compare", "--weights", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "runs/bundle" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_report_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from digitrec.compare import shown_path
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(tmp_path / "runs" / "bundle") == str(Path("runs") / "bundle")
+    assert shown_path(Path("/elsewhere/models")) == "/elsewhere/models"

@@ -71,3 +71,5 @@ def test_fine_tuning_starts_from_the_given_weights(mnist, tmp_path):
     assert card["hyperparameters"]["init"] == str(start)
     assert card["hyperparameters"]["real_input"] == 0.25
     assert "real-input" in card["trained_on"]
+    assert card["fine_tuned_from"]["training_seconds"] > 0
+    assert card["total_training_seconds"] >= card["training_seconds"]

@@ -312,6 +312,29 @@ def _load_weights(weights: Path) -> tuple[Ensemble, dict[str, dict]]:
                                 ) from None
 
 
+def shown_path(path: Path) -> str:
+    """A weights directory as the report shows it: relative to the working directory when
+    inside it, so that committed reports carry no machine-specific absolute paths."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _train_fastnet(data_dir, test_x, test_y, repeats: int, progress: bool) -> ModelResult:
+    """`fastnet` ships no weights: `digitrec train --fast` trains it in well under a minute."""
+    from digitrec.train import train_fast
+    result = train_fast("fastnet", data_dir=data_dir, progress=progress, evaluate_test=False)
+    card = result.card
+    how = (f"`fastnet` trained fresh by `train_fast` (the `digitrec train --fast` recipe: "
+           f"{card['hyperparameters']['epochs']} epochs, SGD one-cycle, no augmentation) on "
+           f"{card['trained_on']}; no validation curve (one pass).")
+    return measure("fastnet", "cnn", how, torch_predictor(result.model), test_x, test_y, repeats,
+                   training_seconds=float(card["training_seconds"]),
+                   parameters=parameter_count(result.model),
+                   size_bytes=state_bytes(result.model), history=[])
+
+
 def _bundled_cnns(weights: Path, ensemble: Ensemble, cards: dict[str, dict], test_x, test_y,
                   repeats: int, progress: bool) -> list[ModelResult]:
     results = []
@@ -321,15 +344,19 @@ def _bundled_cnns(weights: Path, ensemble: Ensemble, cards: dict[str, dict], tes
         hp = card.get("hyperparameters", {})
         extras = [f"{hp['epochs']} epochs"] if "epochs" in hp else []
         extras += [k for k in ("augment", "elastic") if hp.get(k)]
+        if card.get("fine_tuned_from"):
+            extras[:1] = [f"fine-tuned {hp.get('epochs', '?')} epochs from `"
+                          f"{card['fine_tuned_from'].get('command', '?')}`"]
         arch = card.get("architecture", name)
-        how = (f"{'bundled' if weights == BUNDLED_DIR else str(weights)} `{name}`"
+        how = (f"{'bundled' if weights == BUNDLED_DIR else shown_path(weights)} `{name}`"
                f"{f' ({arch})' if arch != name else ''}, {', '.join(extras)}; trained on "
                f"{card.get('trained_on', '?')}; training time and validation curve from its model "
                f"card{'' if card.get('val_held_out', True) else ' (validation NOT held out)'}; "
                f"size is the {card.get('dtype', 'float32')} safetensors file.")
         results.append(measure(
             name, "cnn", how, torch_predictor(model), test_x, test_y, repeats,
-            training_seconds=float(card.get("training_seconds", float("nan"))),
+            training_seconds=float(card.get("total_training_seconds",
+                                            card.get("training_seconds", float("nan")))),
             parameters=parameter_count(model),
             size_bytes=(weights / f"{name}.safetensors").stat().st_size,
             history=[h["val_accuracy"] for h in card.get("history", [])]))
@@ -381,7 +408,7 @@ def run_comparison(quick: bool = False, weights: str | Path | None = None,
         else:
             cnn_results = _bundled_cnns(weights, ensemble, cards, test_x, test_y, repeats,
                                         progress)
-            ens_how = (f"softmax average of the {len(cards)} models in {weights} "
+            ens_how = (f"softmax average of the {len(cards)} models in {shown_path(weights)} "
                        f"({', '.join(cards)}); training time is the members' sum.")
             present = {card.get("architecture") for card in cards.values()}
             zoo = weights / "zoo"  # trained models shipped beside the ensemble, not in it
@@ -393,6 +420,9 @@ def run_comparison(quick: bool = False, weights: str | Path | None = None,
             else:
                 zoo_results = []
             missing = [arch for arch in list_models() if arch not in present]
+            if "fastnet" in missing:
+                zoo_results.append(_train_fastnet(data_dir, test_x, test_y, repeats, progress))
+                missing.remove("fastnet")
             if missing:
                 log(f"warning: no trained model in {weights} for: {', '.join(missing)}")
         for r in cnn_results:
@@ -412,7 +442,7 @@ def run_comparison(quick: bool = False, weights: str | Path | None = None,
             "train_images": len(train_x), "val_images": len(val_x), "test_images": len(test_x),
             "test_subset": f"first {len(test_x):,} of the 10,000 test images" if quick
                            else f"full {len(test_x):,}-image test set",
-            "cnn_source": "trained fresh" if quick else str(weights),
+            "cnn_source": "trained fresh" if quick else shown_path(weights),
             "registered_without_weights": missing,
             "torch_threads": torch.get_num_threads(),
             "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",

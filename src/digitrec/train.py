@@ -112,6 +112,7 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
         y_all = torch.cat([y_all, torch.from_numpy(extra_y.astype(np.int64))])
 
     model = create_model(arch)
+    start_card: dict = {}
     if init:
         start, start_card = load_model(init)
         if start_card["architecture"] != arch:
@@ -177,6 +178,7 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
         "test_accuracy": test_acc,
         "history": history,
         "training_seconds": round(seconds, 1),
+        **_lineage(start_card, seconds),
         "data_sha256": file_checksums(data_dir),
         "versions": {"digitrec": __version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
@@ -184,6 +186,16 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
         "command": shlex.join(["digitrec", *sys.argv[1:]]) if sys.argv else "",
     }
     return TrainResult(model.eval(), card, history)
+
+
+def _lineage(start_card: dict, seconds: float) -> dict:
+    """Card fields of a fine-tuned model: what it started from, and the total training time."""
+    if not start_card:
+        return {}
+    before = start_card.get("total_training_seconds", start_card.get("training_seconds", 0.0))
+    keep = ("command", "training_seconds", "val_accuracy", "test_accuracy", "trained_on")
+    return {"fine_tuned_from": {k: start_card.get(k) for k in keep},
+            "total_training_seconds": round(before + seconds, 1)}
 
 
 def train_and_save(arch: str, out: str | Path, half: bool = False, name: str | None = None,
