@@ -22,13 +22,12 @@ def _mnist_dir() -> Path | None:
 
 
 def weights_dir() -> Path:
-    """$DIGITREC_WEIGHTS, else the bundled weights, else the ensemble training in runs/bundle."""
-    chosen = os.environ.get("DIGITREC_WEIGHTS")
-    for directory in [Path(chosen)] if chosen else [BUNDLED_DIR, REPO / "runs" / "bundle"]:
-        if any(directory.glob("*.safetensors")):
-            return directory
-    pytest.fail("no trained models: set DIGITREC_WEIGHTS, or train into runs/bundle "
-                f"or {BUNDLED_DIR}")
+    """$DIGITREC_WEIGHTS, else the bundled weights."""
+    directory = Path(os.environ.get("DIGITREC_WEIGHTS") or BUNDLED_DIR)
+    if not any(directory.glob("*.safetensors")):
+        pytest.fail(f"no trained models in {directory}: set DIGITREC_WEIGHTS to a directory of "
+                    "*.safetensors models")
+    return directory
 
 
 @pytest.fixture(scope="session")
