@@ -273,3 +273,11 @@ def test_random_arrays_never_crash(array):
     except InputError:
         return
     assert out.dtype == np.uint8 and out.shape == (28, 28)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 4096])
+@pytest.mark.parametrize("q", [0.0, 0.5, 0.9, 1.0])
+def test_quantile_matches_numpy(n, q):
+    from digitrec.preprocess import _quantile
+    values = np.random.default_rng(n).random(n).astype(np.float32)
+    assert _quantile(values, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-6)
