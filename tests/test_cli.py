@@ -101,8 +101,9 @@ def test_train_ensemble_fine_tunes_each_bundled_member(monkeypatch, tmp_path, ca
 
     monkeypatch.setattr(digitrec.train, "train_and_save", fake_train_and_save)
     assert main(["train-ensemble", "--members", "vgg8b", "--out", str(tmp_path)]) == 0
+    tuned = str(tmp_path / "vgg8b.safetensors")
     assert calls == [("vgg8b", "vgg8", None, 0.0, 11),
-                     ("vgg8b", "vgg8", str(tmp_path / "vgg8b.safetensors"), 0.5, 2)]
+                     ("vgg8b", "vgg8", tuned, 0.5, 2), ("vgg8b", "vgg8", tuned, 0.5, 2)]
     calls.clear()
     assert main(["train-ensemble", "--members", "vgg8b", "--epochs", "1",
                  "--out", str(tmp_path)]) == 0
