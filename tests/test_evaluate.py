@@ -42,7 +42,9 @@ def test_bundled_weights_are_small_and_carded():
     for f in files:
         card = json.loads(f.with_suffix(".json").read_text())
         assert card["command"].startswith("digitrec train") and card["training_seconds"] > 0
-    assert json.loads((BUNDLED_DIR / "calibration.json").read_text())["threshold"] > 0.3
+    calibration = json.loads((BUNDLED_DIR / "calibration.json").read_text())
+    assert calibration["split"].startswith("validation") and calibration["n"] == 5000
+    assert 0.3 <= calibration["threshold"] < 1.0 and calibration["abstention_rate"] < 0.02
 
 
 def test_evaluate_json_contract(mnist_dir, capsys):
