@@ -46,7 +46,7 @@ from digitrec.models import (
     load_ensemble,
     parameter_count,
 )
-from digitrec.train import predict_proba, to_tensor
+from digitrec.train import one_cycle, predict_proba, to_tensor
 
 PLOTS = {  # file name -> caption, in report order
     "accuracy.png": "Test accuracy",
@@ -146,8 +146,7 @@ def fit_torch(model: nn.Module, images: np.ndarray, labels: np.ndarray, val_imag
     x_all, y_all = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps = math.ceil(len(x_all) / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
-                                                   total_steps=epochs * steps, pct_start=0.25)
+    schedule = one_cycle(optimizer, lr, epochs * steps)
     history, seconds = [], 0.0
     for epoch in range(1, epochs + 1):
         model.train()

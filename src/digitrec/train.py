@@ -67,6 +67,16 @@ def real_input_set(images: np.ndarray, labels: np.ndarray, count: int,
     return np.stack(out_x), np.array(out_y, dtype=labels.dtype)
 
 
+def one_cycle(optimizer: torch.optim.Optimizer, lr: float,
+              total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle schedule peaking at `lr` after a quarter of the steps; a constant `lr` when
+    there are too few steps for a warm-up and an annealing phase."""
+    if total_steps >= 8:
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                                   pct_start=0.25)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -121,11 +131,7 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps_per_epoch = (len(x_all) + batch_size - 1) // batch_size
     total_steps = epochs * steps_per_epoch
-    if total_steps >= 8:
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25)
-    else:  # too few steps for a warm-up and an annealing phase
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    schedule = one_cycle(optimizer, lr, total_steps)
 
     history, started = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -222,11 +228,7 @@ def train_fast(arch: str = "fastnet", epochs: float = 1.5, batch_size: int = 128
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
                                 weight_decay=5e-4)
     total_steps = max(1, round(epochs * len(x_all) / batch_size))
-    if total_steps >= 8:
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25)
-    else:  # too few steps for a warm-up and an annealing phase
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    schedule = one_cycle(optimizer, lr, total_steps)
     shift, scale = MEAN * 255.0, 1.0 / (STD * 255.0)
 
     started = time.perf_counter()
