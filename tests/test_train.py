@@ -73,3 +73,21 @@ def test_fine_tuning_starts_from_the_given_weights(mnist, tmp_path):
     assert "real-input" in card["trained_on"]
     assert card["fine_tuned_from"]["training_seconds"] > 0
     assert card["total_training_seconds"] >= card["training_seconds"]
+
+
+def test_bad_init_and_real_input_are_refused_before_training(mnist, tmp_path, capsys):
+    import pytest
+
+    from digitrec.models import BUNDLED_DIR
+    bundled = str(BUNDLED_DIR / "cnnbn.safetensors")
+    assert main(["train", "--model", "cnn1", "--init", bundled, "--out", str(tmp_path)]) == 2
+    assert "is a cnnbn model, not a cnn1" in capsys.readouterr().err
+    missing = str(tmp_path / "nope.safetensors")
+    assert main(["train", "--model", "cnn1", "--init", missing, "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    for bad in ("-1", "x", "nan"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--model", "cnn1", "--real-input", bad])
+        assert exit_info.value.code == 2
+        assert "must be a number >= 0" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.safetensors"))  # nothing was trained or written

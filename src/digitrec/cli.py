@@ -69,12 +69,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.model is None:
         print("digitrec train: error: --model is required (or use --fast)", file=sys.stderr)
         return 2
+    if args.init:
+        problem = _init_problem(Path(args.init), args.model)
+        if problem:
+            print(f"digitrec train: error: {problem}", file=sys.stderr)
+            return 2
     out = Path(args.out)
     name = args.name or args.model
     result = train_and_save(args.model, out, half=args.half, name=name,
                             epochs=args.epochs or 15, init=args.init, **_train_kwargs(args))
     _report_trained(name, result, out)
     return 0
+
+
+def _init_problem(path: Path, arch: str) -> str | None:
+    """Why `--init PATH` cannot start a `arch` model (missing files, another architecture)."""
+    card = path.with_suffix(".json")
+    for needed in (path.with_suffix(".safetensors"), card):
+        if not needed.is_file():
+            return f"--init {path}: {needed} does not exist"
+    try:
+        found = json.loads(card.read_text()).get("architecture")
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"--init {path}: unreadable model card {card} ({exc})"
+    if found != arch:
+        return f"--init {path} is a {found} model, not a {arch}"
+    return None
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
 
 
 def _cmd_train_ensemble(args: argparse.Namespace) -> int:
@@ -287,7 +318,7 @@ def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | No
                         help="scale of the affine ranges (1.0: ±12° rotation, ±15%% scale, "
                         "±1.7 px shift, 0.25 shear)")
     parser.add_argument("--limit", type=int, help="train on the first N images only")
-    parser.add_argument("--real-input", type=float, default=0.0, metavar="FRACTION",
+    parser.add_argument("--real-input", type=_fraction, default=0.0, metavar="FRACTION",
                         help="add this fraction of extra images drawn with a random fat, fine "
                         "or tiny pen and preprocessed like real input (default 0)")
     parser.add_argument("--full", action="store_true",

@@ -113,6 +113,9 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
     `init` starts from saved weights (fine-tuning); `real_input` adds that fraction of extra
     images rendered with a random pen and size and preprocessed (`real_input_set`).
     """
+    start, start_card = load_model(init) if init else (None, {})
+    if init and start_card["architecture"] != arch:  # fail before the slow work, not after
+        raise ValueError(f"--init {init} is a {start_card['architecture']}, not a {arch}")
     mnist, generator, x_all, y_all = _setup(seed, threads, data_dir, full, limit)
     val_x, val_y = mnist.split("val")
     if real_input > 0:
@@ -122,11 +125,7 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
         y_all = torch.cat([y_all, torch.from_numpy(extra_y.astype(np.int64))])
 
     model = create_model(arch)
-    start_card: dict = {}
-    if init:
-        start, start_card = load_model(init)
-        if start_card["architecture"] != arch:
-            raise ValueError(f"--init {init} is a {start_card['architecture']}, not a {arch}")
+    if start is not None:
         model.load_state_dict(start.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps_per_epoch = (len(x_all) + batch_size - 1) // batch_size
