@@ -7,6 +7,7 @@ halves, shared with `digitrec.segment` for whole numbers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -21,6 +22,7 @@ WORK_SIDE = 1024  # images are reduced to at most this many pixels on the long s
 BOX = 20  # MNIST fits each digit in a 20x20 box...
 SIZE = 28  # ...inside a 28x28 field, with the centre of mass at (14, 14)
 STROKE_SIDE = 64  # working resolution (long side) for stroke-width normalisation
+PREVIEW_SIDE = 128  # preprocess looks first at PREVIEW_SIDE..2x PREVIEW_SIDE px on the long side
 # Stroke width / long side of the digit, as `_stroke_ratio` measures MNIST test digits: about
 # the 6th and 99.7th percentiles. Digits outside the band (a hairline, a fat marker) are thickened
 # or thinned to a typical MNIST width, STROKE_TARGET (it read best on the thin and thick
@@ -168,17 +170,18 @@ def load_image(source: ImageSource, max_side: int | None = None) -> Image.Image:
 # ----------------------------------------------------------------------------- planes
 
 
-def _planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Grey and alpha planes, float32 in [0, 1], reduced to at most WORK_SIDE on the long side."""
-    image = _grey_mode(image)
-    if max(image.size) > WORK_SIDE and image.mode in ("L", "LA"):
-        image = image.reduce(math.ceil(max(image.size) / WORK_SIDE))
+def _planes(image: Image.Image, factor: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grey and alpha planes, float32 in [0, 1], of an image in a `_grey_mode` mode,
+    box-reduced by `factor` (default: as much as brings the long side within WORK_SIDE)."""
+    factor = factor or math.ceil(max(image.size) / WORK_SIDE)
+    if factor > 1 and image.mode in ("L", "LA"):
+        image = image.reduce(factor)
     if image.mode == "L":
         return _unit(np.asarray(image)), None
     if image.mode == "LA":
         la = np.asarray(image)
         return _unit(la[..., 0]), _unit(la[..., 1])
-    return _block_reduce(_wide_grey(image)), None
+    return _block_reduce(_wide_grey(image), factor), None
 
 
 def _unit(plane: np.ndarray) -> np.ndarray:
@@ -224,9 +227,8 @@ def _wide_grey(image: Image.Image) -> np.ndarray:
     return (a - low) / (high - low) if high > low else np.zeros_like(a)
 
 
-def _block_reduce(a: np.ndarray) -> np.ndarray:
-    """Average integer blocks so that the long side is at most WORK_SIDE."""
-    factor = math.ceil(max(a.shape) / WORK_SIDE)
+def _block_reduce(a: np.ndarray, factor: int) -> np.ndarray:
+    """Average `factor` x `factor` blocks (a partial block at the edge is dropped)."""
     if factor <= 1:
         return a
     h, w = a.shape[0] // factor * factor, a.shape[1] // factor * factor
@@ -300,7 +302,7 @@ def _shading(v: np.ndarray) -> np.ndarray | float:
     grid = np.partition(blocks, (31, 32), axis=2)[..., 31:33].mean(axis=2)  # block medians
     grid = ndi.grey_erosion(grid, size=3)
     border = np.concatenate([grid[0], grid[-1], grid[1:-1, 0], grid[1:-1, -1]])
-    if np.count_nonzero(np.abs(border - np.median(border)) > 0.05) < 4:
+    if np.count_nonzero(np.abs(border - _quantile(border, 0.5)) > 0.05) < 4:
         return 0.0  # flat, or only a stroke or two reaching the edge
     size = max(9, min(h, w) // 4)
     return ndi.uniform_filter(ndi.grey_opening(v, size=(size, size)), size=5)
@@ -356,7 +358,7 @@ def _ink_and_scale(source: ImageSource) -> tuple[np.ndarray, tuple[float, float]
     """Ink map plus (sy, sx): input pixels per ink-map pixel (for boxes in input coordinates)."""
     image = load_image(source, max_side=WORK_SIDE)
     width, height = image.info.get(FULL_SIZE, image.size)
-    grey, alpha = _planes(image)
+    grey, alpha = _planes(_grey_mode(image))
     return _ink_from_planes(grey, alpha), (height / grey.shape[0], width / grey.shape[1])
 
 
@@ -402,7 +404,7 @@ def _keep_digit(ink: np.ndarray, image_side: int) -> np.ndarray:
         raise NoDigitError("no digit found: only specks of ink")
     ys = slice(max(0, ys.start - 2), ys.stop + 2)
     xs = slice(max(0, xs.start - 2), xs.stop + 2)
-    grown = ndi.binary_dilation(mask[ys, xs], structure=np.ones((3, 3), bool), iterations=2)
+    grown = ndi.maximum_filter(mask[ys, xs], size=5, mode="constant")  # 2 px in every direction
     crop = ink[ys, xs] * grown
     return crop[_bounds(crop > 0)]
 
@@ -450,7 +452,9 @@ def _stroke_ratio(work: np.ndarray) -> float:
     """Stroke width / long side: 2 x ink mass / perimeter (a band of width w and length L has
     area wL and perimeter about 2L), on an image whose long side is STROKE_SIDE."""
     mask = work > 0.5
-    perimeter = int(np.count_nonzero(mask & ~ndi.binary_erosion(mask)))
+    interior = (mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1]  # the 4-neighbourhood
+                & mask[1:-1, :-2] & mask[1:-1, 2:])              # erosion, as ndi does it
+    perimeter = int(np.count_nonzero(mask)) - int(np.count_nonzero(interior))
     if perimeter == 0:
         return STROKE_RANGE[0]
     return 2.0 * float(work.sum()) / perimeter / STROKE_SIDE
@@ -518,13 +522,17 @@ def _rough_crop(ink: np.ndarray) -> tuple[np.ndarray, int]:
     return np.asarray(blocks), factor
 
 
-def normalize_digit(ink: np.ndarray) -> np.ndarray:
-    """MNIST-style uint8 (28, 28), light ink on black, from an ink map of one digit: crop,
-    stroke normalisation, long side to 20 px, centre of mass at (14, 14)."""
-    ink = _validate_ink(ink)
+def _digit_crop(ink: np.ndarray) -> tuple[np.ndarray, int]:
+    """The digit alone (specks dropped, 2 px fringe kept) and how many ink-map pixels each of
+    its pixels spans (block-averaged when large)."""
     rough, factor = _rough_crop(ink)
-    crop = _normalise_stroke(_keep_digit(rough, max(ink.shape) // factor))
-    digit = _fit(crop, BOX)
+    return _keep_digit(rough, max(ink.shape) // factor), factor
+
+
+def _to_mnist(crop: np.ndarray) -> np.ndarray:
+    """The cropped digit as MNIST has it: stroke normalised, long side 20 px, centre of mass at
+    (14, 14), uint8 light on black."""
+    digit = _fit(_normalise_stroke(crop), BOX)
     peak = float(digit.max())
     if peak <= 0:
         raise NoDigitError("no digit found: the ink vanished at 20 px")
@@ -532,6 +540,24 @@ def normalize_digit(ink: np.ndarray) -> np.ndarray:
     return np.rint(_centre(digit) * 255.0).astype(np.uint8)
 
 
+def normalize_digit(ink: np.ndarray) -> np.ndarray:
+    """MNIST-style uint8 (28, 28), light ink on black, from an ink map of one digit: crop,
+    stroke normalisation, long side to 20 px, centre of mass at (14, 14)."""
+    return _to_mnist(_digit_crop(_validate_ink(ink))[0])
+
+
 def preprocess(source: ImageSource) -> np.ndarray:
-    """Any image of one digit → the uint8 (28, 28) MNIST-style image the models read."""
-    return normalize_digit(to_ink(source))
+    """Any image of one digit → the uint8 (28, 28) MNIST-style image the models read.
+
+    A first look at 1/2 or less of the resolution (long side PREVIEW_SIDE..2x) is enough when
+    the digit still spans STROKE_SIDE pixels there, as on a drawing canvas: everything after
+    decoding then touches a quarter of the pixels or fewer. Smaller digits are read at full
+    resolution."""
+    image = _grey_mode(load_image(source, max_side=WORK_SIDE))
+    factor = max(image.size) // PREVIEW_SIDE
+    if factor >= 2:
+        with contextlib.suppress(NoDigitError):
+            crop, scale = _digit_crop(_ink_from_planes(*_planes(image, factor)))
+            if max(crop.shape) * scale >= STROKE_SIDE:
+                return _to_mnist(crop)
+    return _to_mnist(_digit_crop(_ink_from_planes(*_planes(image)))[0])

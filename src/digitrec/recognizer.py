@@ -153,20 +153,20 @@ class Recognizer:
             return []
         member_p = self.fast.member_probabilities(to_tensor(images28)).numpy()
         mean_p = member_p.mean(axis=0)
+        digits = mean_p.argmax(axis=1)
+        confidences = mean_p[np.arange(len(mean_p)), digits]
+        disagree = (member_p.argmax(axis=2) != digits).any(axis=0)
+        unsure = confidences.astype(np.float64) < self.threshold
         names = list(self.ensemble.members)
+        per_member = member_p.transpose(1, 0, 2).tolist()  # (N, M, 10) as Python floats
         out = []
-        for i, probs in enumerate(mean_p):
-            digit = int(probs.argmax())
-            votes = member_p[:, i].argmax(axis=1)
-            disagree = bool((votes != digit).any())
-            unsure = float(probs[digit]) < self.threshold
-            reason = ("the models disagree" if disagree else
-                      "confidence below the calibrated threshold" if unsure else None)
-            out.append(Prediction(digit=digit, confidence=float(probs[digit]),
-                                  probabilities=[float(p) for p in probs],
-                                  models={n: [float(p) for p in member_p[m, i]]
-                                          for m, n in enumerate(names)},
-                                  abstained=disagree or unsure, image28=images28[i],
+        for i, probs in enumerate(mean_p.tolist()):
+            reason = ("the models disagree" if disagree[i] else
+                      "confidence below the calibrated threshold" if unsure[i] else None)
+            out.append(Prediction(digit=int(digits[i]), confidence=probs[digits[i]],
+                                  probabilities=probs, models=dict(zip(names, per_member[i],
+                                                                       strict=True)),
+                                  abstained=bool(disagree[i] or unsure[i]), image28=images28[i],
                                   reason=reason))
         return out
 
