@@ -297,6 +297,10 @@ def _shading(v: np.ndarray) -> np.ndarray | float:
     h, w = v.shape
     if min(h, w) < 48:
         return 0.0
+    band = min(h, w) // 8  # the grid's border blocks; at most 0.025 from the background there,
+    if max(_abs_max(v[:band]), _abs_max(v[-band:]), _abs_max(v[:, :band]),  # their medians
+           _abs_max(v[:, -band:])) <= 0.025:  # cannot differ by over 0.05: flat, cheaply
+        return 0.0
     coarse = np.asarray(Image.fromarray(v, "F").resize((64, 64), Image.BOX))
     blocks = coarse.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(8, 8, 64)
     grid = np.partition(blocks, (31, 32), axis=2)[..., 31:33].mean(axis=2)  # block medians
@@ -306,6 +310,11 @@ def _shading(v: np.ndarray) -> np.ndarray | float:
         return 0.0  # flat, or only a stroke or two reaching the edge
     size = max(9, min(h, w) // 4)
     return ndi.uniform_filter(ndi.grey_opening(v, size=(size, size)), size=5)
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """max |a| without a temporary array."""
+    return max(float(a.max()), -float(a.min()))
 
 
 def _ramp(v: np.ndarray, sigma: float | None = None) -> np.ndarray:
@@ -387,20 +396,23 @@ def _validate_ink(ink: np.ndarray) -> np.ndarray:
 def _keep_digit(ink: np.ndarray, image_side: int) -> np.ndarray:
     """Crop to the digit: drop specks (tiny components, and small ones far from the main
     stroke), keep the anti-aliased fringe of what stays. Raises NoDigitError if none is left."""
-    peak = float(ink.max())
-    labels, n = ndi.label(ink > 0.25 * peak, structure=np.ones((3, 3), bool))
-    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)[1:]
-    slices = ndi.find_objects(labels)
-    main = int(mass.argmax())
-    keep = mass >= 0.03 * mass[main]
-    span = max(_extent(slices[main]))
-    for i in np.flatnonzero(keep & (mass < 0.15 * mass[main])):
-        if _gap(slices[i], slices[main]) > 0.3 * span:
-            keep[i] = False
-    mask = np.concatenate([[False], keep])[labels]
+    strong = ink > 0.25 * float(ink.max())
+    labels, n = ndi.label(strong, structure=np.ones((3, 3), bool))
+    if n == 1:  # one connected stroke: nothing to drop
+        mask, kept_mass = strong, float(ink.sum(where=strong))
+    else:
+        mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)[1:]
+        slices = ndi.find_objects(labels)
+        main = int(mass.argmax())
+        keep = mass >= 0.03 * mass[main]
+        span = max(_extent(slices[main]))
+        for i in np.flatnonzero(keep & (mass < 0.15 * mass[main])):
+            if _gap(slices[i], slices[main]) > 0.3 * span:
+                keep[i] = False
+        mask, kept_mass = np.concatenate([[False], keep])[labels], float(mass[keep].sum())
     ys, xs = _bounds(mask)
     side = max(ys.stop - ys.start, xs.stop - xs.start)
-    if float(mass[keep].sum()) < 3.0 or side < 3 or side < 0.015 * image_side:
+    if kept_mass < 3.0 or side < 3 or side < 0.015 * image_side:
         raise NoDigitError("no digit found: only specks of ink")
     ys = slice(max(0, ys.start - 2), ys.stop + 2)
     xs = slice(max(0, xs.start - 2), xs.stop + 2)
