@@ -89,7 +89,7 @@ def _open_stream(stream: io.IOBase, max_side: int | None) -> Image.Image:
         raise ImageDecodeError(f"the image data is corrupt or truncated: {_reason(exc)}") from None
     factor = full_width / image.size[0]
     try:
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # (not in place, it copies the pixels)
     except Exception:  # a broken EXIF block should not cost the user the image
         pass
     # the upright size in input pixels, also when draft decoding skipped detail
