@@ -281,3 +281,52 @@ def test_quantile_matches_numpy(n, q):
     from digitrec.preprocess import _quantile
     values = np.random.default_rng(n).random(n).astype(np.float32)
     assert _quantile(values, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- speed paths
+
+
+@pytest.fixture
+def looks(monkeypatch) -> list:
+    """The reduction factor of every pair of planes preprocess builds (None: full resolution)."""
+    import digitrec.preprocess as module
+    factors: list = []
+    planes = module._planes
+
+    def spy(image, factor=None):
+        factors.append(factor)
+        return planes(image, factor)
+
+    monkeypatch.setattr(module, "_planes", spy)
+    return factors
+
+
+def test_canvas_digit_is_read_at_half_resolution(looks, sample):
+    images, labels = sample
+    png = CONDITIONS["canvas_png"](images[0], np.random.default_rng(0))  # 140-230 px digit
+    preprocess(png)
+    assert looks == [2]
+
+
+def test_small_digit_on_a_canvas_is_read_at_full_resolution(looks, sample):
+    images, labels = sample
+    page = CONDITIONS["corner"](images[0], np.random.default_rng(0))  # 70 px: 35 at half
+    assert np.array_equal(preprocess(page), normalize_digit(to_ink(page)))
+    assert looks == [2, None, None]  # the first look, then preprocess and to_ink in full
+
+
+def test_small_images_are_read_at_full_resolution_only(looks, sample):
+    images, labels = sample
+    preprocess(thick(images[0], np.random.default_rng(0)))  # 112 px
+    assert looks == [None]
+
+
+@pytest.mark.parametrize("condition, uneven", [("rotated", False), ("paper_200", False),
+                                               ("shadow", True)])
+def test_shading_is_estimated_only_under_uneven_light(condition, uneven, sample):
+    from digitrec.preprocess import _grey_mode, _ink_signal, _planes, _shading
+    images, labels = sample
+    rng = np.random.default_rng(0)
+    for img in images[:10]:
+        grey, _ = _planes(_grey_mode(load_image(CONDITIONS[condition](img, rng))))
+        assert isinstance(_shading(_ink_signal(grey)[0]), np.ndarray) == uneven
