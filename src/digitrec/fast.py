@@ -182,9 +182,9 @@ def export_onnx(ensemble: Ensemble, path: str | os.PathLike) -> Path:
 def onnx_session(model: bytes | str | os.PathLike,
                  threads: int | None = None) -> onnxruntime.InferenceSession:
     """An onnxruntime CPU session for an ONNX graph (bytes or a file): `threads` intra-op
-    threads (default: torch.get_num_threads() now). With several threads, the idle ones
-    spin-wait briefly between calls (onnxruntime's default): waking sleeping threads cost a
-    single image about 0.4 ms, a third of its time, when spinning was off."""
+    threads (default: torch.get_num_threads() now). With several threads, idle ones spin-wait
+    for work (onnxruntime's default): a single image then takes about 0.7 instead of 1.1 ms
+    (benchmarks/latency.py), for more CPU time; the server runs one thread per worker."""
     import onnxruntime as ort
 
     threads = torch.get_num_threads() if threads is None else threads
