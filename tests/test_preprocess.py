@@ -330,3 +330,24 @@ def test_shading_is_estimated_only_under_uneven_light(condition, uneven, sample)
     for img in images[:10]:
         grey, _ = _planes(_grey_mode(load_image(CONDITIONS[condition](img, rng))))
         assert isinstance(_shading(_ink_signal(grey)[0]), np.ndarray) == uneven
+
+
+def test_resize_is_pillows_float_resampling():
+    from digitrec.preprocess import _resize
+
+    def pillow(a, width, height):
+        image = Image.fromarray(a, "F")
+        if width <= a.shape[1] and height <= a.shape[0]:
+            return np.clip(np.asarray(image.resize((width, height), Image.LANCZOS,
+                                                   reducing_gap=2.0)), 0, 1)
+        return np.clip(np.asarray(image.resize((width, height), Image.BICUBIC)), 0, 1)
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = rng.integers(1, 260, 2)
+        side = int(rng.choice([20, 28, 64]))  # up (bicubic) and down (Lanczos, box-reduced)
+        width, height = max(1, round(w * side / max(h, w))), max(1, round(h * side / max(h, w)))
+        a = (rng.random((h, w)) * (rng.random((h, w)) < 0.5)).astype(np.float32)
+        ours, theirs = _resize(a, width, height), pillow(a, width, height)
+        assert ours.shape == theirs.shape == (height, width)
+        assert np.abs(ours - theirs).max() <= 1e-6

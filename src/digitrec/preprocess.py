@@ -8,6 +8,7 @@ halves, shared with `digitrec.segment` for whole numbers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -444,16 +445,56 @@ def _bounds(mask: np.ndarray) -> tuple[slice, slice]:
 
 
 def _resize(a: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Anti-aliased resize of a float image: Lanczos down (after a fast box reduction to
-    within 2x of the target), bicubic up."""
+    """Anti-aliased resize of a float image: Lanczos down (after a box reduction to within 2x
+    of the target), bicubic up. Pillow's resampling of float images, computed as two small
+    matrix products (Pillow loops over pixels in float mode: several times slower here)."""
     if a.shape == (height, width):
         return a
-    image = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), "F")
-    if width <= a.shape[1] and height <= a.shape[0]:
-        image = image.resize((width, height), Image.LANCZOS, reducing_gap=2.0)
+    a = np.asarray(a, dtype=np.float32)
+    down = width <= a.shape[1] and height <= a.shape[0]
+    extent_y, extent_x = float(a.shape[0]), float(a.shape[1])
+    if down:  # Image.resize(..., reducing_gap=2.0)
+        fy, fx = int(a.shape[0] / height / 2.0) or 1, int(a.shape[1] / width / 2.0) or 1
+        if fy > 1 or fx > 1:
+            extent_y, extent_x = _f32(a.shape[0] / fy), _f32(a.shape[1] / fx)
+            a = np.asarray(Image.fromarray(a, "F").reduce((fx, fy)))
+    if width != a.shape[1] or extent_x != width:  # horizontal pass first, as Pillow
+        a = (a.astype(np.float64) @ _weights(a.shape[1], extent_x, width, down).T)
+        a = a.astype(np.float32)
+    if height != a.shape[0] or extent_y != height:
+        a = (_weights(a.shape[0], extent_y, height, down) @ a.astype(np.float64))
+        a = a.astype(np.float32)
+    return np.clip(a, 0.0, 1.0)
+
+
+def _f32(x: float) -> float:
+    """x rounded to float32 (Pillow passes resampling boxes as C floats)."""
+    return float(np.float32(x))
+
+
+@functools.lru_cache(maxsize=4096)
+def _weights(size_in: int, extent: float, size_out: int, lanczos: bool) -> np.ndarray:
+    """(size_out, size_in) resampling matrix with Pillow's coefficients (Resample.c,
+    precompute_coeffs): Lanczos-3 or bicubic (a = -0.5), widened by the scale when reducing,
+    each row normalised to sum 1."""
+    scale = extent / size_out
+    filterscale = max(scale, 1.0)
+    support = (3.0 if lanczos else 2.0) * filterscale
+    centre = (np.arange(size_out) + 0.5) * scale
+    low = np.maximum((centre - support + 0.5).astype(int), 0)
+    high = np.minimum((centre + support + 0.5).astype(int), size_in)
+    x = np.arange(size_in)[None, :]
+    t = np.abs((x - centre[:, None] + 0.5) * (1.0 / filterscale))
+    if lanczos:
+        w = np.where(t < 3.0, np.sinc(t) * np.sinc(t / 3.0), 0.0)
     else:
-        image = image.resize((width, height), Image.BICUBIC)
-    return np.clip(np.asarray(image), 0.0, 1.0)
+        w = np.where(t < 1.0, (1.5 * t - 2.5) * t * t + 1.0,
+                     np.where(t < 2.0, (((t - 5.0) * t + 8.0) * t - 4.0) * -0.5, 0.0))
+    w[(x < low[:, None]) | (x >= high[:, None])] = 0.0
+    total = w.sum(axis=1, keepdims=True)
+    w = np.divide(w, total, out=np.zeros_like(w), where=total != 0.0)
+    w.flags.writeable = False
+    return w
 
 
 def _fit(a: np.ndarray, side: int) -> np.ndarray:
