@@ -351,3 +351,24 @@ def test_resize_is_pillows_float_resampling():
         ours, theirs = _resize(a, width, height), pillow(a, width, height)
         assert ours.shape == theirs.shape == (height, width)
         assert np.abs(ours - theirs).max() <= 1e-6
+
+
+def test_grow_is_a_square_dilation():
+    from scipy import ndimage as ndi
+
+    from digitrec.preprocess import _grow
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = rng.integers(1, 50, 2)
+        mask = rng.random((h, w)) < rng.random() * 0.3
+        r = int(rng.integers(1, 4))
+        assert np.array_equal(_grow(mask, r), ndi.maximum_filter(mask, 2 * r + 1, mode="constant"))
+
+
+@pytest.mark.parametrize("alpha", [255, 254, 0])
+def test_opaque_alpha_is_dropped_and_any_transparency_kept(alpha):
+    from digitrec.preprocess import _grey_mode
+    for mode, colour in (("RGBA", (10, 20, 30, 255)), ("LA", (10, 255))):
+        image = Image.new(mode, (40, 30), colour)
+        image.putpixel((39, 29), (*colour[:-1], alpha))
+        assert _grey_mode(image).mode == ("L" if alpha == 255 else "LA")

@@ -196,7 +196,7 @@ def _grey_mode(image: Image.Image) -> Image.Image:
     if mode == "L" or mode.startswith("I") or mode == "F":
         return image
     try:
-        if mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] == 255:
+        if mode in ("RGBA", "LA") and _min_alpha(image) == 255:
             return image.convert("L")  # opaque: the alpha channel carries nothing
         if mode == "LA":
             return image
@@ -211,6 +211,12 @@ def _grey_mode(image: Image.Image) -> Image.Image:
         return image.convert("L")
     except Exception as exc:
         raise ImageDecodeError(f"unsupported image mode {mode}: {_reason(exc)}") from None
+
+
+def _min_alpha(image: Image.Image) -> int:
+    """The lowest alpha of an RGBA or LA image (unpacking the band alone is fastest)."""
+    band = image.tobytes("raw", "A") if image.mode == "RGBA" else image.getchannel("A").tobytes()
+    return int(np.frombuffer(band, np.uint8).min())
 
 
 def _wide_grey(image: Image.Image) -> np.ndarray:
@@ -420,9 +426,23 @@ def _keep_digit(ink: np.ndarray, image_side: int) -> np.ndarray:
         raise NoDigitError("no digit found: only specks of ink")
     ys = slice(max(0, ys.start - 2), ys.stop + 2)
     xs = slice(max(0, xs.start - 2), xs.stop + 2)
-    grown = ndi.maximum_filter(mask[ys, xs], size=5, mode="constant")  # 2 px in every direction
-    crop = ink[ys, xs] * grown
+    crop = ink[ys, xs] * _grow(mask[ys, xs], 2)
     return crop[_bounds(crop > 0)]
+
+
+def _grow(mask: np.ndarray, r: int) -> np.ndarray:
+    """A boolean mask dilated by r pixels in every direction (a square; outside is False):
+    ndi.maximum_filter(mask, 2r + 1, mode="constant"), by shifted ORs, several times faster."""
+    h, w = mask.shape
+    padded = np.zeros((h + 2 * r, w + 2 * r), bool)
+    padded[r:r + h, r:r + w] = mask
+    rows = padded[:h].copy()
+    for d in range(1, 2 * r + 1):
+        rows |= padded[d:d + h]
+    out = rows[:, :w].copy()
+    for d in range(1, 2 * r + 1):
+        out |= rows[:, d:d + w]
+    return out
 
 
 def _extent(s: tuple[slice, slice]) -> tuple[int, int]:
