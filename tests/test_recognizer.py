@@ -34,6 +34,41 @@ def test_waiting_calls_are_served_as_one_batch():
     assert calls == [1, 6], "the three waiting calls should have shared one batch"
 
 
+def test_an_idle_model_runs_in_the_calling_thread():
+    seen = []
+
+    def classify(images: np.ndarray) -> list[int]:
+        seen.append(threading.current_thread())
+        return [0] * len(images)
+
+    batcher = MicroBatcher(classify)
+    assert batcher(np.zeros((1, 28, 28), np.uint8)) == [0]
+    assert seen == [threading.current_thread()]
+
+
+def test_batches_stop_at_max_batch():
+    release, calls = threading.Event(), []
+
+    def classify(images: np.ndarray) -> list[int]:
+        calls.append(len(images))
+        release.wait(5)
+        return [int(v) for v in images[:, 0, 0]]
+
+    batcher = MicroBatcher(classify, max_batch=4)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher, np.full((1, 28, 28), 9, np.uint8))
+        while not calls:
+            time.sleep(0.001)
+        rest = []
+        for n in (3, 2, 1):  # queued in this order: 3 + 2 reach max_batch, 1 waits for the next
+            rest.append(pool.submit(batcher, np.full((n, 28, 28), n, np.uint8)))
+            time.sleep(0.02)
+        release.set()
+        assert first.result(5) == [9]
+        assert [f.result(5) for f in rest] == [[3] * 3, [2] * 2, [1]]
+    assert calls == [1, 5, 1]
+
+
 def test_errors_reach_every_caller_and_the_batcher_lives_on():
     def classify(images: np.ndarray) -> list[int]:
         if (images == 13).any():
@@ -54,3 +89,28 @@ def test_batched_recognizer_agrees_with_the_plain_one(mnist):
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda s: batched.predict(s).probabilities, sources))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_an_error_in_a_shared_batch_reaches_each_of_its_callers():
+    release, calls = threading.Event(), []
+
+    def classify(images: np.ndarray) -> list[int]:
+        calls.append(len(images))
+        release.wait(5)
+        if (images == 13).any():
+            raise ValueError("unlucky")
+        return [0] * len(images)
+
+    batcher = MicroBatcher(classify)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(batcher, np.zeros((1, 28, 28), np.uint8))
+        while not calls:
+            time.sleep(0.001)
+        rest = [pool.submit(batcher, np.full((1, 28, 28), v, np.uint8)) for v in (13, 0)]
+        time.sleep(0.05)
+        release.set()
+        assert first.result(5) == [0]
+        for future in rest:
+            with pytest.raises(ValueError, match="unlucky"):
+                future.result(5)
+    assert batcher(np.zeros((1, 28, 28), np.uint8)) == [0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -74,53 +73,73 @@ def _fast_path(ensemble: Ensemble) -> torch.nn.Module:
         return ensemble
 
 
+@dataclass
+class _Lead:
+    """Handed to a waiting caller: it now runs the model, for these calls (its own: no future)."""
+
+    jobs: list[tuple[np.ndarray, Future | None]]
+
+
 class MicroBatcher:
-    """Runs `classify` for many threads at once: calls that arrive while the model is busy are
-    served together as one batch by a single model thread (an idle model starts at once).
-    For servers, where batches are several times cheaper per image than single images."""
+    """Runs `classify` for many threads at once. A call that finds the model idle runs it at
+    once in its own thread; calls that arrive while it is busy wait, and the first of them is
+    then handed all the waiting calls to run as one batch. For servers, where a batch costs less
+    per image than single images, and where handing work to another thread costs time: an
+    uncontended call hands nothing over, a waiting one is woken once."""
 
     def __init__(self, classify: Callable[[np.ndarray], list], max_batch: int = 64):
         self.classify = classify
         self.max_batch = max_batch
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._owner = None  # pid whose model thread is running (a fork needs its own)
+        self._busy = False
+        self._waiting: list[tuple[np.ndarray, Future]] = []
 
     def __call__(self, images28: np.ndarray) -> list:
         """`classify(images28)`, possibly batched with other threads' calls."""
-        self._start()
-        future: Future = Future()
-        self._jobs.put((images28, future))
-        return future.result()
-
-    def _start(self) -> None:
         with self._lock:
-            if self._owner != os.getpid():
-                self._jobs = queue.SimpleQueue()
-                threading.Thread(target=self._serve, args=(self._jobs,), daemon=True,
-                                 name="digitrec-batcher").start()
-                self._owner = os.getpid()
+            job = (images28, Future()) if self._busy else None
+            if job:
+                self._waiting.append(job)
+            self._busy = True
+        if job is None:
+            return self._lead([(images28, None)])
+        outcome = job[1].result()
+        return self._lead(outcome.jobs) if isinstance(outcome, _Lead) else outcome
 
-    def _serve(self, jobs: queue.SimpleQueue) -> None:
-        while True:
-            batch = [jobs.get()]
-            count = len(batch[0][0])
-            while count < self.max_batch:
-                try:
-                    batch.append(jobs.get_nowait())
-                except queue.Empty:
-                    break
-                count += len(batch[-1][0])
-            try:
-                results = self.classify(np.concatenate([images for images, _ in batch]))
-            except Exception as exc:  # each caller gets the error, the thread lives on
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            start = 0
-            for images, future in batch:
-                future.set_result(results[start:start + len(images)])
-                start += len(images)
+    def _lead(self, jobs: list[tuple[np.ndarray, Future | None]]) -> list:
+        """Run the model for `jobs`, pass the model on, answer every job; returns the result
+        of the job without a future (the calling thread's own)."""
+        try:
+            results, error = self.classify(np.concatenate([images for images, _ in jobs])), None
+        except Exception as exc:  # every caller gets the error, the batcher lives on
+            results, error = None, exc
+        self._pass_on()
+        own, start = None, 0
+        for images, future in jobs:
+            part = None if error else results[start:start + len(images)]
+            start += len(images)
+            if future is None:
+                own = part
+            elif error:
+                future.set_exception(error)
+            else:
+                future.set_result(part)
+        if error:
+            raise error
+        return own
+
+    def _pass_on(self) -> None:
+        """Hand the waiting calls (up to max_batch images) to the first of them, or mark the
+        model idle."""
+        with self._lock:
+            if not self._waiting:
+                self._busy = False
+                return
+            sizes = np.cumsum([len(images) for images, _ in self._waiting])
+            taken = int(np.searchsorted(sizes, self.max_batch)) + 1  # the call reaching max_batch
+            jobs, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        (first_images, first), rest = jobs[0], jobs[1:]
+        first.set_result(_Lead([(first_images, None), *rest]))
 
 
 class Recognizer:
