@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,12 @@ from digitrec.models import BUNDLED_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# The suite (and the servers and CLIs it starts) caches exported ONNX graphs in a directory of
+# its own, not in the user's ~/.cache/digitrec.
+_CACHE = tempfile.mkdtemp(prefix="digitrec-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 def _mnist_dir() -> Path | None:

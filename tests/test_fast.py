@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import numpy as np
 import pytest
@@ -173,6 +174,22 @@ def test_onnx_cache_is_reused_and_bad_entries_are_rebuilt(ensemble, small, tmp_p
         assert torch.allclose(rebuilt.member_probabilities(x), want, atol=1e-4)
         assert OnnxEnsemble(small).from_cache  # the entry was rewritten
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_onnx_cache_keeps_the_most_recently_used_graphs(small, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    directory = tmp_path / "digitrec" / "onnx"
+    directory.mkdir(parents=True)
+    for i in range(fast_module.CACHE_ENTRIES + 3):  # graphs of older weights, oldest first
+        stale = directory / f"{i:064x}.onnx"
+        stale.write_bytes(b"old graph")
+        os.utime(stale, (1_000_000 + i, 1_000_000 + i))
+    os.utime(directory / f"{0:064x}.onnx")  # the oldest was just used
+    current = OnnxEnsemble(small).cache_path
+    kept = {p.name for p in directory.glob("*.onnx")}
+    assert len(kept) == fast_module.CACHE_ENTRIES
+    assert current.name in kept and f"{0:064x}.onnx" in kept
+    assert f"{1:064x}.onnx" not in kept  # the least recently used went first
 
 
 def test_onnx_cache_key_follows_the_architecture_and_weights(small):

@@ -226,19 +226,28 @@ def onnx_cache_key(ensemble: Ensemble) -> str:
     return digest.hexdigest()
 
 
+CACHE_ENTRIES = 8  # graphs kept in the cache; the least recently used beyond are deleted
+
+
 def _read_cache(path: Path) -> bytes | None:
-    """The cached graph's bytes, or None when it is absent or unreadable."""
+    """The cached graph's bytes (marking it used), or None when it is absent or unreadable."""
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
+        os.utime(path)
+        return data
     except (OSError, RuntimeError):
         return None
 
 
 def _write_cache(path: Path, data: bytes) -> None:
-    """Store a graph in the cache; a cache that cannot be written is skipped."""
+    """Store a graph in the cache and drop the least recently used graphs beyond
+    CACHE_ENTRIES (older weights or versions); a cache that cannot be written is skipped."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, data)
+        entries = sorted(path.parent.glob("*.onnx"), key=lambda p: p.stat().st_mtime)
+        for old in entries[:-CACHE_ENTRIES]:
+            old.unlink(missing_ok=True)
     except OSError:
         pass
 
