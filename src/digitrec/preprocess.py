@@ -2,7 +2,8 @@
 noise), then crop, normalise the stroke, fit a 20 px box and centre by mass in 28x28.
 
 `preprocess(source)` is what every caller uses; `to_ink` and `normalize_digit` are its two
-halves, shared with `digitrec.segment` for whole numbers.
+halves at full resolution, shared with `digitrec.segment` for whole numbers (`preprocess`
+first tries a reduced resolution, enough for a digit that fills a drawing canvas).
 """
 
 from __future__ import annotations
