@@ -111,7 +111,7 @@ class MicroBatcher:
         of the job without a future (the calling thread's own)."""
         try:
             results, error = self.classify(np.concatenate([images for images, _ in jobs])), None
-        except Exception as exc:  # every caller gets the error, the batcher lives on
+        except BaseException as exc:  # every caller gets the error, the batcher lives on
             results, error = None, exc
         self._pass_on()
         own, start = None, 0
