@@ -13,19 +13,33 @@ from digitrec.recognizer import MicroBatcher, Recognizer
 from digitrec.synth import canvas_png
 
 
-def test_waiting_calls_are_served_as_one_batch():
+def _gated_model():
+    """A classify that records each batch's size and holds every call until `release` is set;
+    it reads each image's first pixel, and fails on an image of 13s."""
     release, calls = threading.Event(), []
 
     def classify(images: np.ndarray) -> list[int]:
         calls.append(len(images))
         release.wait(5)
+        if (images == 13).any():
+            raise ValueError("unlucky")
         return [int(v) for v in images[:, 0, 0]]
 
+    return release, calls, classify
+
+
+def _until_busy(calls: list) -> None:
+    """Wait until the first call holds the model."""
+    while not calls:
+        time.sleep(0.001)
+
+
+def test_waiting_calls_are_served_as_one_batch():
+    release, calls, classify = _gated_model()
     batcher = MicroBatcher(classify)
     with ThreadPoolExecutor(6) as pool:
         first = pool.submit(batcher, np.full((1, 28, 28), 100, np.uint8))
-        while not calls:  # the model thread is now busy with the first call
-            time.sleep(0.001)
+        _until_busy(calls)
         rest = [pool.submit(batcher, np.full((n, 28, 28), n, np.uint8)) for n in (1, 2, 3)]
         time.sleep(0.05)  # let them queue behind the busy model
         release.set()
@@ -47,18 +61,11 @@ def test_an_idle_model_runs_in_the_calling_thread():
 
 
 def test_batches_stop_at_max_batch():
-    release, calls = threading.Event(), []
-
-    def classify(images: np.ndarray) -> list[int]:
-        calls.append(len(images))
-        release.wait(5)
-        return [int(v) for v in images[:, 0, 0]]
-
+    release, calls, classify = _gated_model()
     batcher = MicroBatcher(classify, max_batch=4)
     with ThreadPoolExecutor(6) as pool:
         first = pool.submit(batcher, np.full((1, 28, 28), 9, np.uint8))
-        while not calls:
-            time.sleep(0.001)
+        _until_busy(calls)
         rest = []
         for n in (3, 2, 1):  # queued in this order: 3 + 2 reach max_batch, 1 waits for the next
             rest.append(pool.submit(batcher, np.full((n, 28, 28), n, np.uint8)))
@@ -92,20 +99,11 @@ def test_batched_recognizer_agrees_with_the_plain_one(mnist):
 
 
 def test_an_error_in_a_shared_batch_reaches_each_of_its_callers():
-    release, calls = threading.Event(), []
-
-    def classify(images: np.ndarray) -> list[int]:
-        calls.append(len(images))
-        release.wait(5)
-        if (images == 13).any():
-            raise ValueError("unlucky")
-        return [0] * len(images)
-
+    release, calls, classify = _gated_model()
     batcher = MicroBatcher(classify)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(batcher, np.zeros((1, 28, 28), np.uint8))
-        while not calls:
-            time.sleep(0.001)
+        _until_busy(calls)
         rest = [pool.submit(batcher, np.full((1, 28, 28), v, np.uint8)) for v in (13, 0)]
         time.sleep(0.05)
         release.set()
