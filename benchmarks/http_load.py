@@ -3,7 +3,8 @@
 Each server runs on 127.0.0.1 on a free port; a load generator holds 16 keep-alive connections
 for 30 s, each POSTing the page's request (`{"image": "data:image/png;base64,..."}` of a 280x280
 canvas PNG) to /api/predict. The generator is wrk when installed (`apt-get install wrk`), else
-a Python one (threads over http.client). Reports req/s, p50/p90/p99 latency and errors.
+a Python one (threads over http.client). Reports req/s, p50/p90/p99 latency, errors, and the
+server's CPU time per request (all its processes, from /proc, during the load).
 
 The seed-style app is written here: Flask's threaded server, the ensemble loaded once (eager
 reference path), the image resized straight to 28x28 (no MNIST preprocessing), one endpoint.
@@ -162,16 +163,39 @@ def run_python(port: int, body: bytes, connections: int, seconds: int) -> dict:
             "errors": errors[0]}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) used so far by a process and its children (gunicorn's
+    workers), from /proc; None where there is no /proc."""
+    try:
+        ticks, total = os.sysconf("SC_CLK_TCK"), 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+            except OSError:  # the process ended meanwhile
+                continue
+            if pid in (int(stat.parent.name), int(fields[1])):
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / ticks
+    except (OSError, ValueError):
+        return None
+
+
 def measure(command: list[str], port: int, body: bytes, body_file: Path, args) -> dict:
-    """Start a server, wait for it, load it, stop it."""
+    """Start a server, wait for it, load it (recording its CPU time per request), stop it."""
     log = tempfile.TemporaryFile()
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_ready(port, "/api/predict", body)
+        before = cpu_seconds(server.pid)
         if shutil.which("wrk") and not args.python_client:
-            return run_wrk(port, body_file, args.connections, args.seconds)
-        return run_python(port, body, args.connections, args.seconds)
+            result = run_wrk(port, body_file, args.connections, args.seconds)
+        else:
+            result = run_python(port, body, args.connections, args.seconds)
+        after = cpu_seconds(server.pid)
+        result["cpu_ms"] = (None if before is None or after is None or not result["requests"]
+                            else (after - before) * 1e3 / result["requests"])
+        return result
     finally:
         server.terminate()
         try:
@@ -237,11 +261,14 @@ def main() -> int:
           f"{args.connections} keep-alive connections, {args.seconds} s, "
           f"{os.cpu_count()} CPUs shared by server and generator, load average at start "
           f"{load_at_start}\n")
-    print("| server | generator | requests | req/s | p50 ms | p90 ms | p99 ms | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | generator | requests | req/s | p50 ms | p90 ms | p99 ms | errors | "
+          "server CPU ms/request |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
+        cpu = "n/a" if r["cpu_ms"] is None else f"{r['cpu_ms']:.2f}"
         print(f"| {name} | {r['generator']} | {r['requests']:,} | {r['rps']:.0f} | "
-              f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+              f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+              f"{cpu} |")
     return 0
 
 

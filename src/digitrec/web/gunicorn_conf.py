@@ -23,13 +23,18 @@ def default_workers() -> int:
     return max(1, min(4, cpu_cores()))
 
 
+def connections_per_worker(threads: int) -> int:
+    """At most this many connections per worker ($DIGITREC_WORKER_CONNECTIONS, else 2 x
+    threads), so that keep-alive clients spread over all workers instead of piling onto
+    whichever accepted first."""
+    return int(os.environ.get("DIGITREC_WORKER_CONNECTIONS", 2 * threads))
+
+
 bind = f"{os.environ.get('DIGITREC_HOST', '127.0.0.1')}:{os.environ.get('DIGITREC_PORT', '8000')}"
 workers = int(os.environ.get("DIGITREC_WORKERS", default_workers()))
 threads = int(os.environ.get("DIGITREC_THREADS", "4"))
 worker_class = "gthread"
-# A worker takes at most this many connections (and keeps at most half of them alive), so that
-# keep-alive clients spread over all workers instead of piling onto whichever accepted first.
-worker_connections = int(os.environ.get("DIGITREC_WORKER_CONNECTIONS", 2 * threads))
+worker_connections = connections_per_worker(threads)
 timeout = 60
 graceful_timeout = 10
 keepalive = 5
@@ -76,8 +81,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
                 options["workers"] = workers
             if threads:
                 options["threads"] = threads
-                if "DIGITREC_WORKER_CONNECTIONS" not in os.environ:
-                    options["worker_connections"] = 2 * threads
+                options["worker_connections"] = connections_per_worker(threads)
             for key, value in options.items():
                 self.cfg.set(key, value)
 
