@@ -180,6 +180,16 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def served_inference(port: int) -> str | None:
+    """What runs the models in a digitrec server ("onnxruntime int8", ...), from /api/models;
+    None for a server without that endpoint (the seed-style app)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=10) as r:
+            return json.load(r).get("inference")
+    except (OSError, ValueError):
+        return None
+
+
 def measure(command: list[str], port: int, body: bytes, body_file: Path, args) -> dict:
     """Start a server, wait for it, load it (recording its CPU time per request), stop it."""
     log = tempfile.TemporaryFile()
@@ -187,6 +197,7 @@ def measure(command: list[str], port: int, body: bytes, body_file: Path, args) -
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_ready(port, "/api/predict", body)
+        served = served_inference(port)
         before = cpu_seconds(server.pid)
         if shutil.which("wrk") and not args.python_client:
             result = run_wrk(port, body_file, args.connections, args.seconds)
@@ -195,6 +206,7 @@ def measure(command: list[str], port: int, body: bytes, body_file: Path, args) -
         after = cpu_seconds(server.pid)
         result["cpu_ms"] = (None if before is None or after is None or not result["requests"]
                             else (after - before) * 1e3 / result["requests"])
+        result["inference"] = served
         return result
     finally:
         server.terminate()
@@ -248,8 +260,10 @@ def main() -> int:
             if backend != "default":
                 os.environ["DIGITREC_INFERENCE"] = backend  # read by digitrec.fast.optimize
             os.environ["DIGITREC_MICRO_BATCH"] = "1" if batching == "on" else "0"
-            name = f"digitrec serve (gunicorn), {backend}, micro-batching {batching}"
-            results[name] = measure(command, port, body, body_file, args)
+            result = measure(command, port, body, body_file, args)
+            name = (f"digitrec serve (gunicorn), {backend} ({result['inference']}), "
+                    f"micro-batching {batching}")
+            results[name] = result
         if args.only in (None, "seed"):
             port = free_port()
             command = [python, __file__, "--serve-seed", str(port), *weights]

@@ -1,7 +1,8 @@
 """Single-image latency in process: `Recognizer.predict` on a 280x280 canvas-style PNG, with the
 split between preprocessing (decode + MNIST-style normalisation) and the model (classify), for
-onnxruntime (what Recognizer runs by default), the torch fast path and the reference eager
-ensemble, in one run.
+onnxruntime (what Recognizer runs by default), onnxruntime int8 (what the web app serves, when
+the weights carry an int8.json), the torch fast path and the reference eager ensemble, in one
+run.
 
     .venv/bin/python benchmarks/latency.py [--weights DIR] [--calls 2000] [--threads 2]
 """
@@ -23,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _canvas import canvas_png  # noqa: E402
 
 from digitrec.fast import onnx_available, optimize  # noqa: E402
+from digitrec.models import BUNDLED_DIR  # noqa: E402
 from digitrec.preprocess import preprocess  # noqa: E402
+from digitrec.quantize import load_calibration  # noqa: E402
 from digitrec.recognizer import Recognizer  # noqa: E402
 
 
@@ -58,8 +61,11 @@ def main() -> int:
     assert recognizer.predict(png).digit == recognizer.classify(batch)[0].digit
 
     default = recognizer.fast
-    paths = {"onnxruntime": optimize(recognizer.ensemble, "onnx") if onnx_available()
-             and not args.no_onnx else None,
+    onnx = onnx_available() and not args.no_onnx
+    calibration = load_calibration(args.weights or BUNDLED_DIR, recognizer.ensemble)
+    paths = {"onnxruntime": optimize(recognizer.ensemble, "onnx") if onnx else None,
+             "onnxruntime int8": optimize(recognizer.ensemble, "int8", calibration)
+             if onnx and calibration else None,
              "torch fast path": optimize(recognizer.ensemble, "torch"),
              "reference (eager)": recognizer.ensemble}
     measured = {"preprocess only": timings(lambda: preprocess(png), args.calls, args.warmup,

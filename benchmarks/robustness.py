@@ -2,7 +2,8 @@
 conditions), read by the seed apps' naive pipeline and by digitrec's Recognizer with the same
 ensemble, side by side. Prints a table and writes docs/robustness.md.
 
-    python benchmarks/robustness.py [--limit N] [--models DIR] [--out docs/robustness.md]
+    python benchmarks/robustness.py [--limit N] [--models DIR] [--inference int8]
+                                    [--out docs/robustness.md]
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def machine() -> str:
 
 
 def report(rows: list[tuple[str, float, float, float]], args: argparse.Namespace,
-           models: list[str], n: int) -> str:
+           models: list[str], inference: str, n: int) -> str:
     """The Markdown report: command, date, machine, models and the table."""
     command = "python benchmarks/robustness.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = [
@@ -104,7 +105,8 @@ def report(rows: list[tuple[str, float, float, float]], args: argparse.Namespace
         f"- command: `{command.strip()}`",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
-        f"- models: {', '.join(models)} ({args.models or 'bundled weights'})",
+        f"- models: {', '.join(models)} ({args.models or 'bundled weights'}), run by "
+        f"{inference}",
         f"- images: the first {n:,} MNIST test digits per condition "
         "(renderings in `src/digitrec/synth.py`, seeded)",
         "- seed pipeline: grey, resize to 28x28, invert when the mean is light "
@@ -135,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "docs" / "robustness.md"))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inference", help="backend: onnx, int8 or torch (default: the "
+                        "Recognizer's, fp32 onnxruntime; the web app serves int8)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     images, labels = load_mnist(data_dir(args.data_dir)).split("test")
     images, labels = images[:args.limit], labels[:args.limit]
-    recognizer = Recognizer.load(args.models)
+    recognizer = Recognizer.load(args.models, backend=args.inference)
     models = list(recognizer.ensemble.members)
     rows = []
     print(f"{'condition':<22}{'seed':>9}{'digitrec':>10}{'ms/img':>8}")
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         naive, ours, ms = evaluate(recognizer, images, labels, name, args.seed)
         rows.append((name, naive, ours, ms))
         tqdm.write(f"{name:<22}{naive:>9.2%}{ours:>10.2%}{ms:>8.2f}")
-    text = report(rows, args, models, len(images))
+    text = report(rows, args, models, recognizer.inference, len(images))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(f"\nwrote {args.out}")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image
+from PIL import Image, ImageOps
 
 from digitrec.preprocess import (
     MAX_PIXELS,
@@ -372,3 +372,60 @@ def test_opaque_alpha_is_dropped_and_any_transparency_kept(alpha):
         image = Image.new(mode, (40, 30), colour)
         image.putpixel((39, 29), (*colour[:-1], alpha))
         assert _grey_mode(image).mode == ("L" if alpha == 255 else "LA")
+
+
+# ----------------------------------------------------------------------------- PNG decoding
+
+
+def _noise_png(mode: str, **save) -> bytes:
+    """A PNG of random pixels in `mode` (noise makes every PNG filter type appear)."""
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[mode]
+    pixels = np.random.default_rng(1).integers(0, 256, (37, 53, channels), dtype=np.uint8)
+    image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize("level", [1, 9])
+def test_plain_pngs_decode_by_libspng_to_pillows_pixels(mode, level):
+    from digitrec.preprocess import _spng_decode
+    data = _noise_png(mode, compress_level=level)
+    fast = _spng_decode(Image.open(io.BytesIO(data)), data)
+    assert fast is not None and fast.mode == mode
+    assert np.array_equal(np.asarray(fast), np.asarray(Image.open(io.BytesIO(data))))
+    assert np.array_equal(np.asarray(load_image(data)), np.asarray(fast))
+
+
+def _other_pngs() -> dict[str, bytes]:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    grey = np.random.default_rng(2).integers(0, 256, (20, 30), dtype=np.uint8)
+    return {"grey+alpha": _noise_png("LA"), "exif": _noise_png("L", exif=exif),
+            "transparency": _noise_png("RGB", transparency=(0, 0, 0)),
+            "palette": _png(Image.fromarray(grey).convert("P")),
+            "16-bit": _png(Image.fromarray(grey.astype(np.uint16) * 257)),
+            "1-bit": _png(Image.fromarray(grey > 127))}
+
+
+@pytest.mark.parametrize("kind", ["grey+alpha", "exif", "transparency", "palette", "16-bit",
+                                  "1-bit"])
+def test_other_pngs_are_left_to_pillow(kind):
+    from digitrec.preprocess import _spng_decode
+    data = _other_pngs()[kind]
+    assert _spng_decode(Image.open(io.BytesIO(data)), data) is None
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))  # turned, for "exif"
+    assert np.array_equal(np.asarray(load_image(data)), np.asarray(upright))
+
+
+def test_pillow_decodes_what_libspng_refuses(monkeypatch, sample):
+    import pyspng
+    data = _png(Image.fromarray(255 - sample[0][3]).resize((120, 120)))
+    expected = preprocess(data)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("pyspng: refused")
+
+    monkeypatch.setattr(pyspng, "load", refuse)
+    assert np.array_equal(preprocess(data), expected)

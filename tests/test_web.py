@@ -152,6 +152,15 @@ def test_models_lists_members_and_cards(client, app):
     assert set(body["cards"]) == set(body["members"])
 
 
+def test_the_app_serves_int8_when_the_weights_are_calibrated(client):
+    from digitrec.quantize import INT8_FILE
+    calibrated = (weights_dir() / INT8_FILE).exists()
+    served = client.get("/api/models").get_json()["inference"]
+    assert served == ("onnxruntime int8" if calibrated else "onnxruntime fp32")
+    fp32 = create_app({"WEIGHTS": str(weights_dir()), "INFERENCE": "onnx", "TESTING": True})
+    assert fp32.test_client().get("/api/models").get_json()["inference"] == "onnxruntime fp32"
+
+
 def test_openapi_document_is_consistent(client):
     document = client.get("/api/openapi.json").get_json()
     assert document == spec() and document["openapi"].startswith("3.")

@@ -247,6 +247,36 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from digitrec import quantize
+    from digitrec.data import load_mnist
+    from digitrec.models import BUNDLED_DIR, load_ensemble
+
+    if args.images < 1:
+        print(f"digitrec quantize: error: --images must be at least 1, got {args.images}",
+              file=sys.stderr)
+        return 2
+    directory = Path(args.weights) if args.weights else BUNDLED_DIR
+    ensemble, _ = load_ensemble(directory)
+    mnist = load_mnist(args.data_dir)
+    calibration = quantize.calibrate(ensemble, mnist.split("train")[0][:args.images],
+                            mnist.test_images, mnist.test_labels)
+    print(f"int8 ({calibration['calibration_images']} for calibration): test accuracy "
+          f"{calibration['test_accuracy']:.2%} (fp32 {calibration['test_accuracy_fp32']:.2%}), "
+          f"same prediction as fp32 on {calibration['test_agreement_with_fp32']:.2%} of "
+          f"{calibration['test_images']:,} test images")
+    if not quantize.calibrated_enough(calibration):
+        print(f"digitrec quantize: error: below the bar for serving (accuracy "
+              f"{quantize.MIN_ACCURACY:.2%}, agreement {quantize.MIN_AGREEMENT:.1%}): "
+              "nothing written",
+              file=sys.stderr)
+        return 1
+    out = directory / quantize.INT8_FILE
+    out.write_text(json.dumps(calibration) + "\n")
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} KB)")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from digitrec.compare import format_table, run_comparison, write_report
     comparison = run_comparison(quick=args.quick, weights=args.weights, data_dir=args.data_dir,
@@ -377,6 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cost of a wrong accepted answer relative to abstaining (default 5)")
     _add_data_dir(cal)
     cal.set_defaults(func=_cmd_calibrate)
+
+    qu = sub.add_parser("quantize", help="calibrate the ensemble for int8 inference (writes "
+                        "int8.json beside the weights; the web app serves int8 when it exists)",
+                        description="Record int8 activation ranges of the ensemble's ONNX "
+                        "graph on the first MNIST training images, measure the int8 graph on "
+                        "the test set, and write int8.json beside the weights when it scores "
+                        "at least 99.65% and agrees with fp32 on at least 99.9% of the test "
+                        "images (exit status 1 otherwise).")
+    qu.add_argument("--weights", help="directory of models (default: the bundled ensemble)")
+    qu.add_argument("--images", type=int, default=1000,
+                    help="calibration images, the first of the training split (default 1000)")
+    _add_data_dir(qu)
+    qu.set_defaults(func=_cmd_quantize)
 
     pr = sub.add_parser("predict", help="read the digit (or number) in image files")
     pr.add_argument("files", nargs="+", help="image files or directories (walked)")

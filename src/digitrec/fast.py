@@ -9,6 +9,8 @@ Outputs equal the reference to float rounding; tests/test_fast.py checks identic
 That is the "torch" backend (FastEnsemble). The default, when onnxruntime and onnx are installed,
 is the "onnx" backend (OnnxEnsemble): the BN-folded members exported to one ONNX graph (cached on
 disk) and run by onnxruntime, about twice as fast. `export_onnx` writes that graph to a file.
+The "int8" backend runs the same graph statically quantised (digitrec.quantize): about 1.6x
+faster again per image, with predictions that agree on 99.9% of test images, not all.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import os
 import secrets
 import warnings
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from digitrec.models import Ensemble
+from digitrec.models import Ensemble, weights_digest
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -217,12 +220,7 @@ def onnx_cache_key(ensemble: Ensemble) -> str:
     digest = hashlib.sha256()
     digest.update(f"torch {torch.__version__}\0onnx {onnx_version}\0".encode())
     digest.update(Path(__file__).read_bytes())
-    for name, member in ensemble.members.items():
-        digest.update(f"\0member {name}\0{member!r}\0".encode())
-        for key, tensor in member.state_dict().items():
-            tensor = tensor.detach().cpu().contiguous()
-            digest.update(f"{key} {tensor.dtype} {tuple(tensor.shape)}\0".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    digest.update(weights_digest(ensemble).encode())
     return digest.hexdigest()
 
 
@@ -255,11 +253,14 @@ def _write_cache(path: Path, data: bytes) -> None:
 class OnnxEnsemble:
     """The ensemble as one ONNX graph run by onnxruntime; same interface as FastEnsemble. The
     graph is cached on disk (onnx_cache_dir, keyed by onnx_cache_key) so that loading does not
-    re-export; a cache entry that fails to load or to match the ensemble is rebuilt."""
+    re-export; a cache entry that fails to load or to match the ensemble is rebuilt. With a
+    `calibration` (a loaded int8.json, see digitrec.quantize) it runs the int8 graph instead,
+    rebuilt from the fp32 one and cached the same way."""
 
     returns_probabilities = True
 
-    def __init__(self, ensemble: Ensemble, threads: int | None = None, cache: bool = True):
+    def __init__(self, ensemble: Ensemble, threads: int | None = None, cache: bool = True,
+                 calibration: dict | None = None):
         self.members = dict(ensemble.members)
         self.threads = torch.get_num_threads() if threads is None else threads
         self.cache_path: Path | None = None
@@ -274,6 +275,7 @@ class OnnxEnsemble:
             with contextlib.suppress(Exception):  # corrupt or stale: export afresh below
                 self.session = onnx_session(cached, self.threads)
                 self.from_cache = self._matches(ensemble)
+        graph = cached
         if not self.from_cache:
             graph = onnx_bytes(ensemble)
             self.session = onnx_session(graph, self.threads)
@@ -281,6 +283,33 @@ class OnnxEnsemble:
                 raise RuntimeError("the exported ONNX graph does not match the ensemble")
             if self.cache_path:
                 _write_cache(self.cache_path, graph)
+        self.precision = "fp32"
+        if calibration is not None:
+            self.session = self._int8_session(graph, calibration)
+            self.precision = "int8"
+
+    def _int8_session(self, graph: bytes, calibration: dict) -> onnxruntime.InferenceSession:
+        """A session over the int8 graph: from the cache when it reproduces the calibration's
+        probe outputs, else quantised afresh (QuantizationError if that does not either)."""
+        from digitrec.quantize import check_probe, quantized_graph
+
+        path = None
+        if self.cache_path:
+            ranges = json.dumps(calibration["ranges"], sort_keys=True)
+            key = hashlib.sha256(f"{self.cache_path.stem}\0{ranges}".encode()).hexdigest()
+            path = self.cache_path.with_name(f"{key}.int8.onnx")
+        cached = _read_cache(path) if path else None
+        if cached is not None:
+            with contextlib.suppress(Exception):  # corrupt or stale: quantise afresh below
+                self.session = onnx_session(cached, self.threads)
+                check_probe(self.member_probabilities, calibration)
+                return self.session
+        int8 = quantized_graph(graph, calibration)
+        self.session = onnx_session(int8, self.threads)
+        check_probe(self.member_probabilities, calibration)
+        if path:
+            _write_cache(path, int8)
+        return self.session
 
     def _matches(self, ensemble: Ensemble) -> bool:
         """Whether the session computes what the ensemble computes, on a fixed probe batch."""
@@ -300,7 +329,7 @@ class OnnxEnsemble:
         return self.member_probabilities(x).mean(dim=0)
 
     def subset(self, names: list[str]) -> OnnxEnsemble:
-        """A session over the named members only (same threads)."""
+        """An fp32 session over the named members only (same threads)."""
         return OnnxEnsemble(Ensemble({n: self.members[n] for n in names}), self.threads)
 
     def eval(self) -> OnnxEnsemble:
@@ -314,22 +343,24 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx"))
 
 
-BACKENDS = ("onnx", "torch")
+BACKENDS = ("onnx", "int8", "torch")
 
 
-def optimize(ensemble: Ensemble, backend: str | None = None) -> FastEnsemble | OnnxEnsemble:
-    """An equivalent, faster module for an Ensemble. `backend`: "onnx" (OnnxEnsemble) or "torch"
+def optimize(ensemble: Ensemble, backend: str | None = None,
+             calibration: dict | None = None) -> FastEnsemble | OnnxEnsemble:
+    """An equivalent, faster module for an Ensemble. `backend`: "onnx" (OnnxEnsemble), "int8"
+    (OnnxEnsemble on the int8 graph; needs the `calibration`, a loaded int8.json) or "torch"
     (FastEnsemble); default $DIGITREC_INFERENCE, else "onnx" when onnxruntime and onnx are
     installed (falling back to "torch", with a warning, if the ONNX path fails), else "torch"."""
-    chosen = (backend or os.environ.get("DIGITREC_INFERENCE", "")).strip().lower() or None
-    if chosen not in (None, *BACKENDS):
-        raise ValueError(f"unknown inference backend {backend or chosen!r} "
-                         f"(argument or $DIGITREC_INFERENCE): use 'onnx' or 'torch'")
-    if chosen == "onnx":
+    chosen = resolve_backend(backend)
+    if chosen in ("onnx", "int8"):
         if not onnx_available():
-            raise ImportError("the onnx inference backend needs onnxruntime and onnx installed "
-                              "(pip install onnxruntime onnx)")
-        return OnnxEnsemble(ensemble)
+            raise ImportError(f"the {chosen} inference backend needs onnxruntime and onnx "
+                              "installed (pip install onnxruntime onnx)")
+        if chosen == "int8" and calibration is None:
+            raise ValueError("the int8 backend needs an int8 calibration of these weights "
+                             "(int8.json beside them: `digitrec quantize` writes it)")
+        return OnnxEnsemble(ensemble, calibration=calibration if chosen == "int8" else None)
     if chosen is None and onnx_available():
         try:
             return OnnxEnsemble(ensemble)
@@ -338,3 +369,13 @@ def optimize(ensemble: Ensemble, backend: str | None = None) -> FastEnsemble | O
                           "path", RuntimeWarning, stacklevel=2)
     return FastEnsemble({name: optimize_member(m)
                          for name, m in ensemble.members.items()}).eval()
+
+
+def resolve_backend(backend: str | None = None) -> str | None:
+    """The backend asked for: `backend`, else $DIGITREC_INFERENCE, else None (the default);
+    ValueError for an unknown name."""
+    chosen = (backend or os.environ.get("DIGITREC_INFERENCE", "")).strip().lower() or None
+    if chosen not in (None, *BACKENDS):
+        raise ValueError(f"unknown inference backend {backend or chosen!r} "
+                         f"(argument or $DIGITREC_INFERENCE): use {', '.join(BACKENDS)}")
+    return chosen

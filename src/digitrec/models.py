@@ -3,6 +3,7 @@ safetensors + JSON model-card persistence (loading never unpickles)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -122,6 +123,19 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Ensemble probabilities, shape (N, 10); each row sums to 1."""
         return self.member_probabilities(x).mean(dim=0)
+
+
+def weights_digest(ensemble: Ensemble) -> str:
+    """SHA-256 of each member's name, architecture and weights (what derived files, such as an
+    exported graph or an int8 calibration, depend on)."""
+    digest = hashlib.sha256()
+    for name, member in ensemble.members.items():
+        digest.update(f"\0member {name}\0{member!r}\0".encode())
+        for key, tensor in member.state_dict().items():
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{key} {tensor.dtype} {tuple(tensor.shape)}\0".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -62,9 +62,13 @@ class NumberReading:
         return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
 
 
-def _fast_path(ensemble: Ensemble) -> torch.nn.Module:
-    """`digitrec.fast.optimize(ensemble)`, or the ensemble itself if it cannot be optimised."""
-    from digitrec.fast import optimize
+def _fast_path(ensemble: Ensemble, backend: str | None,
+               calibration: dict | None) -> torch.nn.Module:
+    """`digitrec.fast.optimize(ensemble, backend, calibration)`. With no backend asked for,
+    falls back to the ensemble itself if it cannot be optimised."""
+    from digitrec.fast import optimize, resolve_backend
+    if resolve_backend(backend) is not None:
+        return optimize(ensemble, backend, calibration)
     try:
         return optimize(ensemble)
     except Exception as exc:  # an unusual member: still correct, just slower
@@ -146,24 +150,43 @@ class Recognizer:
     """An ensemble of CNNs behind MNIST-style preprocessing."""
 
     def __init__(self, ensemble: Ensemble, cards: dict[str, dict], threshold: float,
-                 batching: bool = False):
+                 batching: bool = False, backend: str | None = None,
+                 calibration: dict | None = None):
         self.ensemble = ensemble.eval()  # the reference path, as trained
         self.cards = cards
         self.threshold = threshold
-        self.fast = _fast_path(self.ensemble)  # what classify() runs: same outputs, faster
+        # what classify() runs: the same outputs faster (or, for int8, nearly the same)
+        self.fast = _fast_path(self.ensemble, backend, calibration)
         # what predict/predict_batch/read_number call: classify, or one shared across threads
         self._run = MicroBatcher(self.classify) if batching else self.classify
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, batching: bool = False) -> Recognizer:
+    def load(cls, path: str | os.PathLike | None = None, batching: bool = False,
+             backend: str | None = None) -> Recognizer:
         """Load the models in `path` (the bundled ensemble by default). `batching`: serve
-        concurrent calls from several threads as shared batches (for servers)."""
+        concurrent calls from several threads as shared batches (for servers). `backend`:
+        see digitrec.fast.optimize; "int8" reads the int8.json beside the weights."""
+        from digitrec.fast import resolve_backend
+        from digitrec.quantize import INT8_FILE, QuantizationError, load_calibration
+
         directory = Path(path) if path else BUNDLED_DIR
         ensemble, cards = load_ensemble(directory)
-        calibration = directory / "calibration.json"
-        threshold = (json.loads(calibration.read_text())["threshold"]
-                     if calibration.exists() else DEFAULT_THRESHOLD)
-        return cls(ensemble, cards, threshold, batching)
+        calibration_file = directory / "calibration.json"
+        threshold = (json.loads(calibration_file.read_text())["threshold"]
+                     if calibration_file.exists() else DEFAULT_THRESHOLD)
+        int8 = None
+        if resolve_backend(backend) == "int8":
+            int8 = load_calibration(directory, ensemble)
+            if int8 is None:
+                raise QuantizationError(f"no {INT8_FILE} in {directory}: run `digitrec "
+                                        "quantize` to calibrate these weights for int8")
+        return cls(ensemble, cards, threshold, batching, backend, int8)
+
+    @property
+    def inference(self) -> str:
+        """What classify() runs, in words: "onnxruntime int8", "onnxruntime fp32", "torch"."""
+        precision = getattr(self.fast, "precision", None)
+        return f"onnxruntime {precision}" if precision else "torch"
 
     @torch.inference_mode()
     def classify(self, images28: np.ndarray) -> list[Prediction]:

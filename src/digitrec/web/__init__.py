@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, jsonify, request
@@ -14,14 +15,17 @@ JSON_PREFIXES = ("/api", "/healthz")
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; loads the Recognizer once (config WEIGHTS, else $DIGITREC_WEIGHTS, else
-    the bundled ensemble; or pass a ready one as RECOGNIZER). Concurrent requests share model
-    batches unless MICRO_BATCH (or $DIGITREC_MICRO_BATCH=0) turns it off."""
+    the bundled ensemble; or pass a ready one as RECOGNIZER). It runs the int8 graph when the
+    weights carry an int8.json, else fp32 (INFERENCE, else $DIGITREC_INFERENCE, picks one of
+    digitrec.fast.BACKENDS). Concurrent requests share model batches unless MICRO_BATCH (or
+    $DIGITREC_MICRO_BATCH=0) turns it off."""
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=DEFAULT_MAX_UPLOAD,
         WEIGHTS=os.environ.get("DIGITREC_WEIGHTS") or None,
         TORCH_THREADS=int(os.environ.get("DIGITREC_TORCH_THREADS", "0")) or None,
         MICRO_BATCH=os.environ.get("DIGITREC_MICRO_BATCH", "1") != "0",
+        INFERENCE=os.environ.get("DIGITREC_INFERENCE") or None,
     )
     app.config.update(config or {})
     app.json.sort_keys = False
@@ -31,7 +35,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     recognizer = app.config.get("RECOGNIZER")
     if recognizer is None:
         from digitrec.recognizer import Recognizer
-        recognizer = Recognizer.load(app.config["WEIGHTS"], batching=app.config["MICRO_BATCH"])
+        recognizer = Recognizer.load(app.config["WEIGHTS"], batching=app.config["MICRO_BATCH"],
+                                     backend=app.config["INFERENCE"]
+                                     or _served_backend(app.config["WEIGHTS"]))
     app.extensions["digitrec.recognizer"] = recognizer
 
     from digitrec.web.api import api
@@ -41,6 +47,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
+
+
+def _served_backend(weights: str | None) -> str | None:
+    """"int8" when the weights carry an int8 calibration (faster to serve: see
+    digitrec.quantize), else None (the library default, fp32)."""
+    from digitrec.models import BUNDLED_DIR
+    from digitrec.quantize import INT8_FILE
+    return "int8" if ((Path(weights) if weights else BUNDLED_DIR) / INT8_FILE).exists() else None
 
 
 def _wants_json() -> bool:

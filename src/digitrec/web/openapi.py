@@ -61,11 +61,15 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Models": {
-        "type": "object", "required": ["members", "threshold", "cards"],
+        "type": "object", "required": ["members", "threshold", "inference", "cards"],
         "properties": {
             "members": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "threshold": {"type": "number", "minimum": 0, "maximum": 1,
                           "description": "Confidence under which a prediction abstains."},
+            "inference": {"type": "string", "enum": ["onnxruntime int8", "onnxruntime fp32",
+                                                     "torch"],
+                          "description": "What runs the models: the int8 graph when the "
+                                         "weights carry an int8 calibration."},
             "cards": {"type": "object", "additionalProperties": {
                 "type": "object", "required": ["name", "architecture"],
                 "description": "The model card: training setup and test metrics."}},
