@@ -313,10 +313,13 @@ def test_serve_refuses_a_directory_without_models(tmp_path):
         serve(weights=str(tmp_path))
 
 
-def test_gunicorn_caps_connections_per_worker_but_keeps_alive():
+def test_gunicorn_runs_sync_workers_by_default_and_gthread_with_threads(monkeypatch):
     from digitrec.web import gunicorn_conf
     settings = gunicorn_conf._settings()
-    assert settings["worker_class"] == "gthread"
-    # capped so that keep-alive clients spread over the workers, with room left to keep alive
-    assert settings["worker_connections"] == 2 * settings["threads"]
-    assert settings["worker_connections"] - settings["threads"] > 0 and settings["keepalive"]
+    assert (settings["threads"], settings["worker_class"]) == (1, "sync")
+    assert gunicorn_conf.worker_class_for(4) == "gthread"
+    # gthread workers: capped so that keep-alive clients spread over the workers, with room
+    # left to keep alive
+    assert gunicorn_conf.connections_per_worker(4) == 8 and settings["keepalive"]
+    monkeypatch.setenv("DIGITREC_WORKER_CONNECTIONS", "32")
+    assert gunicorn_conf.connections_per_worker(4) == 32

@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--workers", type=int, help="gunicorn worker processes "
                      "(default: one per core, at most 4)")
-    srv.add_argument("--threads", type=int, help="threads per worker (default 4)")
+    srv.add_argument("--threads", type=int, help="threads per worker (default 1: gunicorn's "
+                     "sync worker; more: its gthread worker, with keep-alive)")
     srv.add_argument("--weights", help="directory of models (default: the bundled ensemble)")
     srv.add_argument("--dev", action="store_true", help="Flask's development server instead")
     srv.set_defaults(func=_cmd_serve)

@@ -23,17 +23,25 @@ def default_workers() -> int:
     return max(1, min(4, cpu_cores()))
 
 
+def worker_class_for(threads: int) -> str:
+    """gunicorn's sync worker for one thread per worker (the default): the app is CPU-bound,
+    a worker serves one request at a time, and each new connection goes to a worker that is
+    free, so the cores share the load evenly (no keep-alive: a connection per request). With
+    more threads, gthread: keep-alive, and a slow client holds one thread, not a worker."""
+    return "sync" if threads <= 1 else "gthread"
+
+
 def connections_per_worker(threads: int) -> int:
-    """At most this many connections per worker ($DIGITREC_WORKER_CONNECTIONS, else 2 x
-    threads), so that keep-alive clients spread over all workers instead of piling onto
-    whichever accepted first."""
+    """gthread workers take at most this many connections each ($DIGITREC_WORKER_CONNECTIONS,
+    else 2 x threads), so that keep-alive clients spread over all workers instead of piling
+    onto whichever accepted first."""
     return int(os.environ.get("DIGITREC_WORKER_CONNECTIONS", 2 * threads))
 
 
 bind = f"{os.environ.get('DIGITREC_HOST', '127.0.0.1')}:{os.environ.get('DIGITREC_PORT', '8000')}"
 workers = int(os.environ.get("DIGITREC_WORKERS", default_workers()))
-threads = int(os.environ.get("DIGITREC_THREADS", "4"))
-worker_class = "gthread"
+threads = int(os.environ.get("DIGITREC_THREADS", "1"))
+worker_class = worker_class_for(threads)
 worker_connections = connections_per_worker(threads)
 timeout = 60
 graceful_timeout = 10
@@ -81,6 +89,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
                 options["workers"] = workers
             if threads:
                 options["threads"] = threads
+                options["worker_class"] = worker_class_for(threads)
                 options["worker_connections"] = connections_per_worker(threads)
             for key, value in options.items():
                 self.cfg.set(key, value)
