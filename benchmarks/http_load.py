@@ -224,12 +224,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: digitrec's)")
-    parser.add_argument("--threads", type=int, help="gunicorn threads per worker")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker (default 1: "
+                        "sync workers; more: gthread workers)")
     parser.add_argument("--python-client", action="store_true", help="don't use wrk")
     parser.add_argument("--only", choices=["digitrec", "seed"])
     parser.add_argument("--inference", default="default",
-                        help="digitrec inference backends to serve in turn, e.g. torch,onnx "
-                        "(default: what digitrec.fast.optimize picks)")
+                        help="digitrec inference backends to serve in turn, e.g. default,onnx "
+                        "(default: what the app picks, int8 for the bundled weights)")
     parser.add_argument("--micro-batch", default="on",
                         help="digitrec with cross-request batching on, off, or on,off")
     parser.add_argument("--serve-seed", type=int, help=argparse.SUPPRESS)  # internal
@@ -257,8 +258,10 @@ def main() -> int:
                 ["--threads", str(args.threads)] if args.threads else [])
             command = [python, "-m", "digitrec.cli", "serve", "--host", "127.0.0.1",
                        "--port", str(port), *weights, *extra]
-            if backend != "default":
-                os.environ["DIGITREC_INFERENCE"] = backend  # read by digitrec.fast.optimize
+            if backend == "default":
+                os.environ.pop("DIGITREC_INFERENCE", None)
+            else:
+                os.environ["DIGITREC_INFERENCE"] = backend  # read by the app (create_app)
             os.environ["DIGITREC_MICRO_BATCH"] = "1" if batching == "on" else "0"
             result = measure(command, port, body, body_file, args)
             name = (f"digitrec serve (gunicorn), {backend} ({result['inference']}), "

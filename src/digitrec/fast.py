@@ -291,12 +291,15 @@ class OnnxEnsemble:
     def _int8_session(self, graph: bytes, calibration: dict) -> onnxruntime.InferenceSession:
         """A session over the int8 graph: from the cache when it reproduces the calibration's
         probe outputs, else quantised afresh (QuantizationError if that does not either)."""
+        import onnxruntime as ort
+
         from digitrec.quantize import check_probe, quantized_graph
 
         path = None
-        if self.cache_path:
+        if self.cache_path:  # the fp32 graph's key, the quantiser's version and the ranges
             ranges = json.dumps(calibration["ranges"], sort_keys=True)
-            key = hashlib.sha256(f"{self.cache_path.stem}\0{ranges}".encode()).hexdigest()
+            key = hashlib.sha256(f"{self.cache_path.stem}\0{ort.__version__}\0{ranges}"
+                                 .encode()).hexdigest()
             path = self.cache_path.with_name(f"{key}.int8.onnx")
         cached = _read_cache(path) if path else None
         if cached is not None:
