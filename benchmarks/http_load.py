@@ -1,10 +1,12 @@
 """HTTP load: `digitrec serve` (gunicorn) vs a seed-style Flask app, side by side in one run.
 
-Each server runs on 127.0.0.1 on a free port; a load generator holds 16 keep-alive connections
-for 30 s, each POSTing the page's request (`{"image": "data:image/png;base64,..."}` of a 280x280
-canvas PNG) to /api/predict. The generator is wrk when installed (`apt-get install wrk`), else
-a Python one (threads over http.client). Reports req/s, p50/p90/p99 latency, errors, and the
-server's CPU time per request (all its processes, from /proc, during the load).
+Each server runs on 127.0.0.1 on a free port; a load generator holds 16 connections for 30 s,
+each POSTing the page's request (`{"image": "data:image/png;base64,..."}` of a 280x280 canvas
+PNG) to /api/predict; connections are kept alive where the server allows it (digitrec's default
+sync workers close each connection after its response, and the generator opens a new one).
+The generator is wrk when installed (`apt-get install wrk`), else a Python one (threads over
+http.client). Reports req/s, p50/p90/p99 latency, errors, and the server's CPU time per request
+(all its processes, from /proc, during the load).
 
 The seed-style app is written here: Flask's threaded server, the ensemble loaded once (eager
 reference path), the image resized straight to 28x28 (no MNIST preprocessing), one endpoint.
@@ -275,7 +277,8 @@ def main() -> int:
         body_file.unlink()
 
     print(f"\n# HTTP load: POST /api/predict (280x280 canvas PNG as a JSON data URL), "
-          f"{args.connections} keep-alive connections, {args.seconds} s, "
+          f"{args.connections} connections (kept alive where the server allows), "
+          f"{args.seconds} s, "
           f"{os.cpu_count()} CPUs shared by server and generator, load average at start "
           f"{load_at_start}\n")
     print("| server | generator | requests | req/s | p50 ms | p90 ms | p99 ms | errors | "
