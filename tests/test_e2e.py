@@ -45,13 +45,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`digitrec serve` (gunicorn, one worker) on a free port; yields its base URL."""
+    """`digitrec serve` (gunicorn, one worker of the default class) on a free port; yields its
+    base URL."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "serve.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "digitrec.cli", "serve", "--port", str(port), "--workers",
-             "1", "--threads", "4", "--weights", str(weights_dir())],
+             "1", "--weights", str(weights_dir())],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -316,7 +316,8 @@ def test_serve_refuses_a_directory_without_models(tmp_path):
 def test_gunicorn_runs_sync_workers_by_default_and_gthread_with_threads(monkeypatch):
     from digitrec.web import gunicorn_conf
     settings = gunicorn_conf._settings()
-    assert (settings["threads"], settings["worker_class"]) == (1, "sync")
+    assert settings["threads"] == 1
+    assert settings["worker_class"] == "digitrec.web.worker.SyncWorker"  # tests/test_worker.py
     assert gunicorn_conf.worker_class_for(4) == "gthread"
     # gthread workers: capped so that keep-alive clients spread over the workers, with room
     # left to keep alive

@@ -24,11 +24,12 @@ def default_workers() -> int:
 
 
 def worker_class_for(threads: int) -> str:
-    """gunicorn's sync worker for one thread per worker (the default): the app is CPU-bound,
-    a worker serves one request at a time, and each new connection goes to a worker that is
-    free, so the cores share the load evenly (no keep-alive: a connection per request). With
-    more threads, gthread: keep-alive, and a slow client holds one thread, not a worker."""
-    return "sync" if threads <= 1 else "gthread"
+    """For one thread per worker (the default), gunicorn's sync worker as digitrec.web.worker
+    adapts it: the app is CPU-bound, a worker serves one request at a time, and each new
+    connection goes to a worker that is free, so the cores share the load evenly (no
+    keep-alive: a connection per request). With more threads, gunicorn's gthread worker:
+    keep-alive, and a client slow to send its request holds one thread, not a worker."""
+    return "digitrec.web.worker.SyncWorker" if threads <= 1 else "gthread"
 
 
 def connections_per_worker(threads: int) -> int:
