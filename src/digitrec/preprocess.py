@@ -109,8 +109,8 @@ def _spng_decode(header: Image.Image, data: bytes) -> Image.Image | None:
     decoder, in about 60% of the time. None for any other image, or when libspng fails:
     Pillow then decodes it (and words the error, if any)."""
     if (header.format != "PNG" or header.mode not in ("L", "RGB", "RGBA")
-            or "transparency" in header.info or data[12:16] != b"IHDR" or data[24] != 8
-            or data[28] != 0 or b"eXIf" in data):
+            or "transparency" in header.info or len(data) < 33 or data[12:16] != b"IHDR"
+            or data[24] != 8 or data[28] != 0 or b"eXIf" in data):  # IHDR: depth, interlace
         return None
     try:
         import pyspng
