@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +62,42 @@ def mnist(mnist_dir):
     """The four MNIST arrays, loaded once per session."""
     from digitrec.data import load_mnist
     return load_mnist(mnist_dir)
+
+
+@contextlib.contextmanager
+def digitrec_server(log_path: Path) -> Iterator[str]:
+    """`digitrec serve` (gunicorn, one worker of the default class, the test weights) on a free
+    port, its output in `log_path`; yields its base URL once /healthz answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digitrec.cli", "serve", "--port", str(port), "--workers",
+             "1", "--weights", str(weights_dir())],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not _healthy(base):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"`digitrec serve` did not come up:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the server and its worker, nothing else
+            proc.wait()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import weights_dir
+from conftest import digitrec_server
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,47 +30,12 @@ TWO = [[(0.61, 0.32), (0.66, 0.18), (0.74, 0.14), (0.81, 0.19), (0.82, 0.33), (0
         (0.68, 0.66), (0.61, 0.84), (0.72, 0.84), (0.86, 0.84)]]
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`digitrec serve` (gunicorn, one worker of the default class) on a free port; yields its
     base URL."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "digitrec.cli", "serve", "--port", str(port), "--workers",
-             "1", "--weights", str(weights_dir())],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not _healthy(base):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"`digitrec serve` did not come up:\n{log_path.read_text()[-2000:]}")
-        time.sleep(0.2)
-    yield base
-    proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
-    try:
-        proc.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the server and its worker, nothing else
-        proc.wait()
-
-
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    with digitrec_server(tmp_path_factory.mktemp("server") / "serve.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

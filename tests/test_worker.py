@@ -4,22 +4,12 @@ after the keep-alive time if it never does."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
-from conftest import weights_dir
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from conftest import digitrec_server
 
 
 def _get(url: str, timeout: float) -> bytes:
@@ -30,27 +20,11 @@ def _get(url: str, timeout: float) -> bytes:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """`digitrec serve` with ONE worker and its default worker class; yields (host, port)."""
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("worker") / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "digitrec.cli", "serve", "--port", str(port), "--workers",
-             "1", "--weights", str(weights_dir())],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            _get(f"http://127.0.0.1:{port}/healthz", 2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail(f"`digitrec serve` did not come up:\n{log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-    assert "Using worker: digitrec.web.worker.SyncWorker" in log_path.read_text()
-    yield ("127.0.0.1", port)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with digitrec_server(log_path) as url:
+        assert "Using worker: digitrec.web.worker.SyncWorker" in log_path.read_text()
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
 
 
 def test_a_silent_connection_does_not_stall_the_worker(base):

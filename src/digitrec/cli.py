@@ -260,7 +260,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     ensemble, _ = load_ensemble(directory)
     mnist = load_mnist(args.data_dir)
     calibration = quantize.calibrate(ensemble, mnist.split("train")[0][:args.images],
-                            mnist.test_images, mnist.test_labels)
+                                     mnist.test_images, mnist.test_labels)
     print(f"int8 ({calibration['calibration_images']} for calibration): test accuracy "
           f"{calibration['test_accuracy']:.2%} (fp32 {calibration['test_accuracy_fp32']:.2%}), "
           f"same prediction as fp32 on {calibration['test_agreement_with_fp32']:.2%} of "
@@ -268,8 +268,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     if not quantize.calibrated_enough(calibration):
         print(f"digitrec quantize: error: below the bar for serving (accuracy "
               f"{quantize.MIN_ACCURACY:.2%}, agreement {quantize.MIN_AGREEMENT:.1%}): "
-              "nothing written",
-              file=sys.stderr)
+              "nothing written", file=sys.stderr)
         return 1
     out = directory / quantize.INT8_FILE
     out.write_text(json.dumps(calibration) + "\n")

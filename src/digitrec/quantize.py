@@ -5,8 +5,8 @@
 to, as `int8.json` beside the weights: a few KB of JSON instead of a second copy of the weights.
 `quantized_graph` rebuilds the int8 graph from that file at load time (QDQ format, int8
 per-channel weights, uint8 activations, float logits and softmax; deterministic, about 0.1 s;
-needs no data), and
-`fast.OnnxEnsemble` caches it like the fp32 graph. The web app serves it by default.
+needs no data), and `fast.OnnxEnsemble` caches it like the fp32 graph. The web app serves it
+by default.
 """
 
 from __future__ import annotations

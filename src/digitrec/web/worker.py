@@ -37,7 +37,7 @@ class SyncWorker(sync.SyncWorker):
         client, address = listener.accept()
         client.setblocking(True)
         util.close_on_exec(client)
-        self.serve_parked(0.0)
+        self.serve_parked()
         if _readable([client], FIRST_BYTES_WAIT):
             self.handle(listener, client, address)
         else:
@@ -55,18 +55,18 @@ class SyncWorker(sync.SyncWorker):
             ready = select.select(self.wait_fds + list(self.parked), [], [], limit)[0]
         except OSError:  # interrupted, or a socket went bad: let gunicorn's wait() decide
             return super().wait(0.0)
-        self.serve_parked(0.0, [s for s in ready if s in self.parked])
+        self.serve_parked([s for s in ready if s in self.parked])
         if self.PIPE[0] in ready:
             os.read(self.PIPE[0], 1)  # a signal's wake-up byte, as gunicorn's wait() reads it
         return [s for s in ready if s in self.wait_fds]
 
-    def serve_parked(self, wait: float, ready: list | None = None) -> None:
-        """Serve the parked connections that are readable (or `ready`), and close the ones
-        that stayed silent past their deadline."""
+    def serve_parked(self, ready: list | None = None) -> None:
+        """Serve the parked connections that are readable now (or those in `ready`), and
+        close the ones that stayed silent past their deadline."""
         if not self.parked:
             return
         if ready is None:
-            ready = _readable_of(list(self.parked), wait)
+            ready = _readable(list(self.parked), 0.0)
         for client in ready:
             listener, address, _ = self.parked.pop(client)
             self.handle(listener, client, address)
@@ -76,14 +76,9 @@ class SyncWorker(sync.SyncWorker):
             util.close(client)
 
 
-def _readable_of(sockets: list[socket.socket], wait: float) -> list[socket.socket]:
+def _readable(sockets: list[socket.socket], wait: float) -> list[socket.socket]:
     """The sockets with bytes to read (or a closed peer) within `wait` seconds."""
     try:
         return select.select(sockets, [], [], wait)[0]
     except (OSError, ValueError):
         return []
-
-
-def _readable(sockets: list[socket.socket], wait: float) -> bool:
-    """Whether any of the sockets becomes readable within `wait` seconds."""
-    return bool(_readable_of(sockets, wait))
