@@ -61,8 +61,7 @@ def seed_app(weights: str | None):
     from flask import Flask, jsonify, request
     from PIL import Image, ImageOps
 
-    from digitrec.models import load_ensemble
-    from digitrec.train import to_tensor
+    from digitrec.models import load_ensemble, to_tensor
 
     ensemble, _ = load_ensemble(weights)
     app = Flask("seed")

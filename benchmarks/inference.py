@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from digitrec.fast import onnx_available, optimize
 from torch import nn
 from tqdm import tqdm
 
-from digitrec.data import DataNotFoundError, load_mnist
-from digitrec.fast import onnx_available, optimize
-from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble
-from digitrec.quantize import load_calibration
-from digitrec.train import to_tensor
+from digitrec.data.mnist import DataNotFoundError, load_mnist
+from digitrec.inference.int8 import load_int8_ranges
+from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, to_tensor
 
 
 def count_flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -111,7 +110,7 @@ def main() -> int:
     peak = matmul_peak()
 
     rows = []
-    calibration = load_calibration(directory, reference)
+    calibration = load_int8_ranges(directory, reference)
     int8 = ({"optimized (onnxruntime int8)": optimize(reference, "int8", calibration)}
             if "optimized (onnxruntime)" in backends and calibration else {})
     candidates = [("ensemble", reference, {**backends, **int8})] + [

@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _canvas import canvas_png  # noqa: E402
-
 from digitrec.fast import onnx_available, optimize  # noqa: E402
+
+from digitrec.inference.int8 import load_int8_ranges  # noqa: E402
 from digitrec.models import BUNDLED_DIR  # noqa: E402
 from digitrec.preprocess import preprocess  # noqa: E402
-from digitrec.quantize import load_calibration  # noqa: E402
 from digitrec.recognizer import Recognizer  # noqa: E402
 
 
@@ -58,11 +58,11 @@ def main() -> int:
     png = canvas_png()
     image28 = preprocess(png)
     batch = image28[None]
-    assert recognizer.predict(png).digit == recognizer.classify(batch)[0].digit
+    assert recognizer.predict(png).best_guess == recognizer.classify(batch)[0].best_guess
 
     default = recognizer.fast
     onnx = onnx_available() and not args.no_onnx
-    calibration = load_calibration(args.weights or BUNDLED_DIR, recognizer.ensemble)
+    calibration = load_int8_ranges(args.weights or BUNDLED_DIR, recognizer.ensemble)
     paths = {"onnxruntime": optimize(recognizer.ensemble, "onnx") if onnx else None,
              "onnxruntime int8": optimize(recognizer.ensemble, "int8", calibration)
              if onnx and calibration else None,

@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from digitrec.data import load_mnist
-from digitrec.preprocess import InputError, load_image
+from digitrec.data.mnist import load_mnist
+from digitrec.data.synth import CONDITIONS, HARD_CONDITIONS
+from digitrec.io import load_image
 from digitrec.recognizer import Recognizer
-from digitrec.synth import CONDITIONS, HARD_CONDITIONS
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL, HARD_GOAL = 0.99, 0.98
@@ -48,17 +48,9 @@ def seed_pipeline(source) -> np.ndarray:
 
 
 def digitrec_pipeline(recognizer: Recognizer, sources: list) -> np.ndarray:
-    """Predicted digits via Recognizer.predict_batch; -1 where the input is refused."""
-    try:
-        return np.array([p.digit for p in recognizer.predict_batch(sources)])
-    except InputError:  # read one at a time so that a refusal costs only its own image
-        out = []
-        for source in sources:
-            try:
-                out.append(recognizer.predict(source).digit)
-            except InputError:
-                out.append(-1)
-        return np.array(out)
+    """Best guesses via Recognizer.predict_many; -1 where the input is refused."""
+    return np.array([p.best_guess if p.ok else -1
+                     for p in recognizer.predict_many(sources, workers=1)])
 
 
 def evaluate(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray,
@@ -72,7 +64,7 @@ def evaluate(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray,
         batch, truth = images[start:start + BATCH], labels[start:start + BATCH]
         sources = [render(img, rng) for img in batch]
         naive = recognizer.classify(np.stack([seed_pipeline(s) for s in sources]))
-        seed_right += int(sum(p.digit == t for p, t in zip(naive, truth, strict=True)))
+        seed_right += int(sum(p.best_guess == t for p, t in zip(naive, truth, strict=True)))
         began = time.perf_counter()
         ours = digitrec_pipeline(recognizer, sources)
         ours_seconds += time.perf_counter() - began
@@ -110,7 +102,7 @@ def report(rows: list[tuple[str, float, float, float]], args: argparse.Namespace
         f"- images: the first {n:,} MNIST test digits per condition "
         "(renderings in `src/digitrec/synth.py`, seeded)",
         "- seed pipeline: grey, resize to 28x28, invert when the mean is light "
-        "(what the seed apps did); digitrec: `Recognizer.predict_batch` "
+        "(what the seed apps did); digitrec: `Recognizer.predict_many` "
         "(`digitrec.preprocess`). Same ensemble for both.",
         f"- goal: digitrec >= {GOAL:.1%} per condition, >= {HARD_GOAL:.1%} for "
         f"{', '.join(sorted(HARD_CONDITIONS))}",

@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from digitrec.data import load_mnist
-from digitrec.train import MEAN, STD, train_fast
+from digitrec.data.mnist import load_mnist
+from digitrec.models import MEAN, STD
+from digitrec.training.loop import train_fast
 
 TARGET = 0.99
 REPO = Path(__file__).resolve().parents[1]

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from digitrec.data import load_mnist
+from digitrec.data.mnist import load_mnist
+from digitrec.data.synth import CONDITIONS
 from digitrec.models import load_ensemble
 from digitrec.preprocess import preprocess
-from digitrec.synth import CONDITIONS
-from digitrec.train import predict_proba
+from digitrec.training.loop import predict_proba
 
 
 def main() -> None:

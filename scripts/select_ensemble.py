@@ -13,8 +13,8 @@ import itertools
 import numpy as np
 import torch
 
-from digitrec.data import load_mnist
-from digitrec.evaluate import member_probabilities
+from digitrec.data.mnist import load_mnist
+from digitrec.evaluation.evaluate import member_probabilities
 from digitrec.models import load_ensemble
 
 MAX_BYTES = 10 * 1024 * 1024

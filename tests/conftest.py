@@ -60,7 +60,7 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
     """The four MNIST arrays, loaded once per session."""
-    from digitrec.data import load_mnist
+    from digitrec.data.mnist import load_mnist
     return load_mnist(mnist_dir)
 
 
@@ -73,7 +73,7 @@ def digitrec_server(log_path: Path) -> Iterator[str]:
         port = sock.getsockname()[1]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "digitrec.cli", "serve", "--port", str(port), "--workers",
+            [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--workers",
              "1", "--weights", str(weights_dir())],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True)

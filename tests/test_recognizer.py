@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from digitrec.data.synth import canvas_png
 from digitrec.recognizer import MicroBatcher, Recognizer
-from digitrec.synth import canvas_png
 
 
 def _gated_model():
@@ -92,7 +92,7 @@ def test_batched_recognizer_agrees_with_the_plain_one(mnist):
     images, _ = mnist.split("test")
     sources = [canvas_png(img, np.random.default_rng(i)) for i, img in enumerate(images[:24])]
     plain, batched = Recognizer.load(), Recognizer.load(batching=True)
-    expected = [p.probabilities for p in plain.predict_batch(sources)]
+    expected = [p.probabilities for p in plain.predict_many(sources)]
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda s: batched.predict(s).probabilities, sources))
     np.testing.assert_allclose(got, expected, atol=1e-5)

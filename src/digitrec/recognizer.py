@@ -1,55 +1,92 @@
-"""The API everyone calls: `Recognizer.load()`, `.predict(image)`, `.predict_batch(images)`,
-`.read_number(image)`. CLI, web app and benchmarks all go through here."""
+"""The one path everyone calls: `Recognizer.load()`, `.predict(image)`, `.predict_many(images)`,
+`.read_number(image)`. The CLI, the web app, evaluation, the comparison and the benchmarks all
+go through here, on the backend the app serves unless told otherwise.
+
+Bytes → decode + preprocess (digitrec.io, digitrec.preprocess) → 28x28 → backend
+(digitrec.inference) → `Prediction`."""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
-import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble
-from digitrec.preprocess import ImageSource, preprocess
-from digitrec.segment import segment_digits
-from digitrec.train import to_tensor
+from digitrec.errors import DigitrecError, InputError, ModelError
+from digitrec.inference import Backend, check_backend, create_backend
+from digitrec.inference.batching import MicroBatcher
+from digitrec.io import ImageSource
+from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, to_tensor
+from digitrec.preprocess import preprocess
+from digitrec.preprocess.segment import segment_digits
 
-DEFAULT_THRESHOLD = 0.80  # used when the weights carry no calibration file
+DEFAULT_THRESHOLD = 0.80  # used when the weights carry no calibration.json
+THRESHOLD_FILE = "calibration.json"  # the abstention threshold, beside the weights
+INT8_FILE = "int8.json"  # the int8 ranges, beside the weights (digitrec.inference.int8)
 
 
 @dataclass
 class Prediction:
-    """What the ensemble read in one image, and what it saw (the 28x28 MNIST-style image)."""
+    """What the ensemble read in one image, and what it saw (the 28x28 MNIST-style image).
+
+    `digit` is None when the ensemble abstains (`reason` says why); `best_guess` is always what
+    it would have read."""
 
     digit: int | None
+    best_guess: int
     confidence: float
     probabilities: list[float]
     models: dict[str, list[float]]
     abstained: bool
-    image28: np.ndarray
+    image28: np.ndarray = field(repr=False)
     reason: str | None = None
+
+    ok = True
 
     def to_json(self) -> dict:
         """JSON-ready dict (the 28x28 image as a nested list of 0..255 ints)."""
-        return {"digit": self.digit, "confidence": self.confidence,
-                "probabilities": self.probabilities, "models": self.models,
-                "abstained": self.abstained, "reason": self.reason,
+        return {"digit": self.digit, "best_guess": self.best_guess,
+                "confidence": self.confidence, "probabilities": self.probabilities,
+                "models": self.models, "abstained": self.abstained, "reason": self.reason,
                 "image28": self.image28.astype(int).tolist()}
 
 
 @dataclass
-class NumberReading:
-    """A line of digits read left to right."""
+class PredictionError:
+    """In `predict_many`'s answer, in place of the Prediction of an input that could not be
+    read: the error (a DigitrecError, whose message is meant for the user)."""
 
-    number: str
+    error: DigitrecError
+
+    ok = False
+
+    @property
+    def message(self) -> str:
+        """What went wrong, in the user's words."""
+        return str(self.error) or type(self.error).__name__
+
+    def to_json(self) -> dict:
+        """`{"error": message}`."""
+        return {"error": self.message}
+
+
+@dataclass
+class NumberReading:
+    """A line of digits read left to right. `number` is None when any digit is uncertain;
+    `best_guess` is always the digits as read."""
+
     digits: list[Prediction]
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def best_guess(self) -> str:
+        """The digits' best guesses, left to right."""
+        return "".join(str(d.best_guess) for d in self.digits)
 
     @property
     def abstained(self) -> bool:
@@ -57,143 +94,100 @@ class NumberReading:
         return any(d.abstained for d in self.digits)
 
     @property
+    def number(self) -> str | None:
+        """The number read, or None when the reading abstains (see `reason`)."""
+        return None if self.abstained else self.best_guess
+
+    @property
+    def reason(self) -> str | None:
+        """Why the reading abstains: which digits are uncertain, and why."""
+        unsure = [f"digit {k + 1}: {d.reason}" for k, d in enumerate(self.digits) if d.abstained]
+        return "; ".join(unsure) or None
+
+    @property
     def confidence(self) -> float:
         """Probability that every digit is right, under independence."""
         return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
 
 
-def _fast_path(ensemble: Ensemble, backend: str | None,
-               calibration: dict | None) -> torch.nn.Module:
-    """`digitrec.fast.optimize(ensemble, backend, calibration)`. With no backend asked for,
-    falls back to the ensemble itself if it cannot be optimised."""
-    from digitrec.fast import optimize, resolve_backend
-    if resolve_backend(backend) is not None:
-        return optimize(ensemble, backend, calibration)
+def preprocess_or_error(source: ImageSource) -> np.ndarray | DigitrecError:
+    """`preprocess(source)`, or the error that explains why it cannot be read: an InputError
+    as raised, anything unexpected wrapped in one (so that one bad image fails alone)."""
     try:
-        return optimize(ensemble)
-    except Exception as exc:  # an unusual member: still correct, just slower
-        warnings.warn(f"inference fast path unavailable ({exc}); using the reference ensemble",
-                      RuntimeWarning, stacklevel=3)
-        return ensemble
+        return preprocess(source)
+    except DigitrecError as exc:
+        return exc
+    except Exception as exc:  # a decoder or numpy failure on hostile input
+        return InputError(f"the image could not be read ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})")
 
 
-@dataclass
-class _Lead:
-    """Handed to a waiting caller: it now runs the model, for these calls (its own: no future)."""
-
-    jobs: list[tuple[np.ndarray, Future | None]]
+def _preprocess_chunk(sources: Sequence[ImageSource]) -> list[np.ndarray | DigitrecError]:
+    """preprocess_or_error over a chunk (what each worker process runs)."""
+    return [preprocess_or_error(source) for source in sources]
 
 
-class MicroBatcher:
-    """Runs `classify` for many threads at once. A call that finds the model idle runs it at
-    once in its own thread; calls that arrive while it is busy wait, and the first of them is
-    then handed all the waiting calls to run as one batch. For servers, where a batch costs less
-    per image than single images, and where handing work to another thread costs time: an
-    uncontended call hands nothing over, a waiting one is woken once."""
-
-    def __init__(self, classify: Callable[[np.ndarray], list], max_batch: int = 64):
-        self.classify = classify
-        self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._busy = False
-        self._waiting: list[tuple[np.ndarray, Future]] = []
-
-    def __call__(self, images28: np.ndarray) -> list:
-        """`classify(images28)`, possibly batched with other threads' calls."""
-        with self._lock:
-            job = (images28, Future()) if self._busy else None
-            if job:
-                self._waiting.append(job)
-            self._busy = True
-        if job is None:
-            return self._lead([(images28, None)])
-        outcome = job[1].result()
-        return self._lead(outcome.jobs) if isinstance(outcome, _Lead) else outcome
-
-    def _lead(self, jobs: list[tuple[np.ndarray, Future | None]]) -> list:
-        """Run the model for `jobs`, pass the model on, answer every job; returns the result
-        of the job without a future (the calling thread's own)."""
-        try:
-            results, error = self.classify(np.concatenate([images for images, _ in jobs])), None
-        except BaseException as exc:  # every caller gets the error, the batcher lives on
-            results, error = None, exc
-        self._pass_on()
-        own, start = None, 0
-        for images, future in jobs:
-            part = None if error else results[start:start + len(images)]
-            start += len(images)
-            if future is None:
-                own = part
-            elif error:
-                future.set_exception(error)
-            else:
-                future.set_result(part)
-        if error:
-            raise error
-        return own
-
-    def _pass_on(self) -> None:
-        """Hand the waiting calls (up to max_batch images) to the first of them, or mark the
-        model idle."""
-        with self._lock:
-            if not self._waiting:
-                self._busy = False
-                return
-            sizes = np.cumsum([len(images) for images, _ in self._waiting])
-            taken = int(np.searchsorted(sizes, self.max_batch)) + 1  # the call reaching max_batch
-            jobs, self._waiting = self._waiting[:taken], self._waiting[taken:]
-        (first_images, first), rest = jobs[0], jobs[1:]
-        first.set_result(_Lead([(first_images, None), *rest]))
+def default_backend(weights: str | os.PathLike | None) -> str | None:
+    """What the web app serves, and so what every caller runs unless told otherwise: $DIGITREC_
+    INFERENCE when set, else "int8" when the weights carry int8 ranges, else "onnx" (which
+    falls back to "torch" when onnxruntime is missing; None)."""
+    from digitrec.config import read
+    chosen = read().inference
+    if chosen:
+        return chosen
+    return "int8" if ((Path(weights) if weights else BUNDLED_DIR) / INT8_FILE).exists() else None
 
 
 class Recognizer:
     """An ensemble of CNNs behind MNIST-style preprocessing."""
 
     def __init__(self, ensemble: Ensemble, cards: dict[str, dict], threshold: float,
-                 batching: bool = False, backend: str | None = None,
-                 calibration: dict | None = None):
-        self.ensemble = ensemble.eval()  # the reference path, as trained
+                 backend: Backend | None = None, batching: bool = False):
+        self.ensemble = ensemble.eval()  # the reference, as trained
         self.cards = cards
         self.threshold = threshold
-        # what classify() runs: the same outputs faster (or, for int8, nearly the same)
-        self.fast = _fast_path(self.ensemble, backend, calibration)
-        # what predict/predict_batch/read_number call: classify, or one shared across threads
+        self.backend = backend if backend is not None else create_backend(self.ensemble)
+        # what predict, predict_many and read_number call: classify, or one shared by threads
         self._run = MicroBatcher(self.classify) if batching else self.classify
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, batching: bool = False,
-             backend: str | None = None) -> Recognizer:
-        """Load the models in `path` (the bundled ensemble by default). `batching`: serve
-        concurrent calls from several threads as shared batches (for servers). `backend`:
-        see digitrec.fast.optimize; "int8" reads the int8.json beside the weights."""
-        from digitrec.fast import resolve_backend
-        from digitrec.quantize import INT8_FILE, QuantizationError, load_calibration
+    def load(cls, path: str | os.PathLike | None = None, backend: str | None = None,
+             batching: bool = False) -> Recognizer:
+        """Load the models in `path` (the bundled ensemble by default). `backend`: "onnx",
+        "int8" or "torch" (digitrec.inference), default: `default_backend(path)`. `batching`:
+        serve concurrent calls from several threads as shared batches (for servers)."""
+        from digitrec.inference.int8 import load_int8_ranges
 
         directory = Path(path) if path else BUNDLED_DIR
+        if not directory.is_dir():
+            raise ModelError(f"no weights directory {directory}")
         ensemble, cards = load_ensemble(directory)
-        calibration_file = directory / "calibration.json"
-        threshold = (json.loads(calibration_file.read_text())["threshold"]
-                     if calibration_file.exists() else DEFAULT_THRESHOLD)
-        int8 = None
-        if resolve_backend(backend) == "int8":
-            int8 = load_calibration(directory, ensemble)
-            if int8 is None:
-                raise QuantizationError(f"no {INT8_FILE} in {directory}: run `digitrec "
-                                        "quantize` to calibrate these weights for int8")
-        return cls(ensemble, cards, threshold, batching, backend, int8)
+        name = check_backend(backend) or default_backend(directory)
+        ranges = load_int8_ranges(directory, ensemble) if name == "int8" else None
+        if name == "int8" and ranges is None:
+            raise ModelError(f"no {INT8_FILE} in {directory}: run `digitrec quantize` to record "
+                             "int8 ranges for these weights")
+        return cls(ensemble, cards, read_threshold(directory),
+                   create_backend(ensemble, name, ranges), batching)
 
     @property
     def inference(self) -> str:
         """What classify() runs, in words: "onnxruntime int8", "onnxruntime fp32", "torch"."""
-        precision = getattr(self.fast, "precision", None)
+        precision = getattr(self.backend, "precision", None)
         return f"onnxruntime {precision}" if precision else "torch"
 
     @torch.inference_mode()
+    def member_probabilities(self, images28: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Per-member probabilities (M, N, 10) of already-normalised uint8 images (N, 28, 28)."""
+        return np.concatenate(
+            [self.backend.member_probabilities(to_tensor(images28[i:i + batch_size])).numpy()
+             for i in range(0, len(images28), batch_size)], axis=1)
+
     def classify(self, images28: np.ndarray) -> list[Prediction]:
         """Run the ensemble on already-normalised uint8 images (N, 28, 28)."""
         if len(images28) == 0:
             return []
-        member_p = self.fast.member_probabilities(to_tensor(images28)).numpy()
+        member_p = self.member_probabilities(images28)
         mean_p = member_p.mean(axis=0)
         digits = mean_p.argmax(axis=1)
         confidences = mean_p[np.arange(len(mean_p)), digits]
@@ -205,20 +199,58 @@ class Recognizer:
         for i, probs in enumerate(mean_p.tolist()):
             reason = ("the models disagree" if disagree[i] else
                       "confidence below the calibrated threshold" if unsure[i] else None)
-            out.append(Prediction(digit=int(digits[i]), confidence=probs[digits[i]],
-                                  probabilities=probs, models=dict(zip(names, per_member[i],
-                                                                       strict=True)),
-                                  abstained=bool(disagree[i] or unsure[i]), image28=images28[i],
+            guess = int(digits[i])
+            out.append(Prediction(digit=None if reason else guess, best_guess=guess,
+                                  confidence=probs[guess], probabilities=probs,
+                                  models=dict(zip(names, per_member[i], strict=True)),
+                                  abstained=reason is not None, image28=images28[i],
                                   reason=reason))
         return out
 
     def predict(self, image: ImageSource) -> Prediction:
-        """Read one digit from an image (bytes, PIL image, array or path)."""
-        return self._run(preprocess(image)[None])[0]
+        """Read one digit from an image (bytes, PIL image, array or path); InputError when it
+        cannot be read."""
+        result = preprocess_or_error(image)
+        if isinstance(result, DigitrecError):
+            raise result
+        return self._run(result[None])[0]
 
-    def predict_batch(self, images: Sequence[ImageSource]) -> list[Prediction]:
-        """Read many single-digit images with one batched forward pass."""
-        return self._run(np.stack([preprocess(img) for img in images]))
+    def predict_many(self, images: Iterable[ImageSource], batch_size: int = 256,
+                     workers: int | None = None,
+                     progress: bool = False) -> list[Prediction | PredictionError]:
+        """Read one digit from each image: one result per input, in order, a PredictionError
+        in place of each image that cannot be read. Decoding and preprocessing run in
+        `workers` processes (default: one per core when there are many images), the models in
+        batches of `batch_size`; `progress` shows a progress bar."""
+        return list(self.predict_iter(images, batch_size, workers, progress))
+
+    def predict_iter(self, images: Iterable[ImageSource], batch_size: int = 256,
+                     workers: int | None = None,
+                     progress: bool = False) -> Iterator[Prediction | PredictionError]:
+        """predict_many's results as they are ready (a batch at a time), in order."""
+        from tqdm import tqdm
+
+        images = list(images)
+        with tqdm(total=len(images), desc="reading", unit="img", disable=not progress,
+                  file=sys.stderr) as bar:
+            for chunk in self._preprocessed(images, batch_size, workers):
+                good = [item for item in chunk if not isinstance(item, DigitrecError)]
+                answers = iter(self._run(np.stack(good)) if good else [])
+                yield from (PredictionError(item) if isinstance(item, DigitrecError)
+                            else next(answers) for item in chunk)
+                bar.update(len(chunk))
+
+    def _preprocessed(self, images: list[ImageSource], batch_size: int,
+                      workers: int | None) -> Iterator[list[np.ndarray | DigitrecError]]:
+        """Chunks of preprocessed images (or their errors), in order; several worker
+        processes when there is enough work to pay for them."""
+        from digitrec.preprocess.parallel import parallel_map, worker_count
+        chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+        count = worker_count(workers, len(images))
+        if count <= 1:
+            yield from map(_preprocess_chunk, chunks)
+        else:
+            yield from parallel_map(_preprocess_chunk, chunks, count)
 
     def read_number(self, image: ImageSource) -> NumberReading:
         """Split a line of handwritten digits and read each, left to right (the models'
@@ -228,5 +260,19 @@ class Recognizer:
 
         segments = segment_digits(image, score)
         digits = self._run(np.stack([s.image28 for s in segments]))
-        number = "".join("?" if d.digit is None else str(d.digit) for d in digits)
-        return NumberReading(number=number, digits=digits, boxes=[s.box for s in segments])
+        return NumberReading(digits=digits, boxes=[s.box for s in segments])
+
+
+def read_threshold(directory: Path) -> float:
+    """The abstention threshold in the weights' calibration.json, else DEFAULT_THRESHOLD."""
+    path = directory / THRESHOLD_FILE
+    if not path.exists():
+        return DEFAULT_THRESHOLD
+    try:
+        threshold = float(json.loads(path.read_text())["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path} holds no usable abstention threshold ({exc})") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"{path}: the abstention threshold must lie in [0, 1], got {threshold}")
+    return threshold
+

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from digitrec.config import read
+from digitrec.errors import DigitrecError
 
 DEFAULT_MAX_UPLOAD = 4 * 1024 * 1024  # bytes; over this the API answers 413
 JSON_PREFIXES = ("/api", "/healthz")
@@ -15,17 +16,17 @@ JSON_PREFIXES = ("/api", "/healthz")
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; loads the Recognizer once (config WEIGHTS, else $DIGITREC_WEIGHTS, else
-    the bundled ensemble; or pass a ready one as RECOGNIZER). It runs the int8 graph when the
-    weights carry an int8.json, else fp32 (INFERENCE, else $DIGITREC_INFERENCE, picks one of
-    digitrec.fast.BACKENDS). Concurrent requests share model batches unless MICRO_BATCH (or
-    $DIGITREC_MICRO_BATCH=0) turns it off."""
+    the bundled ensemble; or pass a ready one as RECOGNIZER) on the backend INFERENCE, else
+    $DIGITREC_INFERENCE, else the default (int8 when the weights carry int8.json). Concurrent
+    requests share model batches unless MICRO_BATCH (or $DIGITREC_MICRO_BATCH=0) turns it off."""
+    settings = read()
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=DEFAULT_MAX_UPLOAD,
-        WEIGHTS=os.environ.get("DIGITREC_WEIGHTS") or None,
-        TORCH_THREADS=int(os.environ.get("DIGITREC_TORCH_THREADS", "0")) or None,
-        MICRO_BATCH=os.environ.get("DIGITREC_MICRO_BATCH", "1") != "0",
-        INFERENCE=os.environ.get("DIGITREC_INFERENCE") or None,
+        WEIGHTS=str(settings.weights) if settings.weights else None,
+        TORCH_THREADS=settings.torch_threads,
+        MICRO_BATCH=settings.micro_batch,
+        INFERENCE=settings.inference,
     )
     app.config.update(config or {})
     app.json.sort_keys = False
@@ -35,26 +36,25 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     recognizer = app.config.get("RECOGNIZER")
     if recognizer is None:
         from digitrec.recognizer import Recognizer
-        recognizer = Recognizer.load(app.config["WEIGHTS"], batching=app.config["MICRO_BATCH"],
-                                     backend=app.config["INFERENCE"]
-                                     or _served_backend(app.config["WEIGHTS"]))
+        recognizer = Recognizer.load(app.config["WEIGHTS"], backend=app.config["INFERENCE"],
+                                     batching=app.config["MICRO_BATCH"])
     app.extensions["digitrec.recognizer"] = recognizer
 
     from digitrec.web.api import api
     from digitrec.web.pages import pages
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    app.register_error_handler(DigitrecError, _digitrec_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
 
 
-def _served_backend(weights: str | None) -> str | None:
-    """"int8" when the weights carry an int8 calibration (faster to serve: see
-    digitrec.quantize), else None (the library default, fp32)."""
-    from digitrec.models import BUNDLED_DIR
-    from digitrec.quantize import INT8_FILE
-    return "int8" if ((Path(weights) if weights else BUNDLED_DIR) / INT8_FILE).exists() else None
+def _digitrec_error(exc: DigitrecError):
+    """A known error: its message as JSON `{"error": ...}` with its status (digitrec.errors)."""
+    response = jsonify(error=str(exc) or type(exc).__name__)
+    response.status_code = exc.http_status
+    return response
 
 
 def _wants_json() -> bool:

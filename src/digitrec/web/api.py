@@ -106,18 +106,9 @@ def read_image() -> bytes:
 
 
 def _run(method: str, data: bytes):
-    """Call a Recognizer method, mapping preprocessing errors to HTTP statuses."""
-    from digitrec.preprocess import ImageDecodeError, ImageTooLargeError, InputError, NoDigitError
-    try:
-        return getattr(_recognizer(), method)(data)
-    except ImageTooLargeError as exc:
-        raise ApiError(413, str(exc) or "the image has too many pixels") from None
-    except NoDigitError as exc:
-        raise ApiError(422, str(exc) or "no digit found in the image") from None
-    except ImageDecodeError as exc:
-        raise ApiError(400, str(exc) or "not an image, or a corrupt one") from None
-    except InputError as exc:
-        raise ApiError(400, str(exc) or "unusable image") from None
+    """Call a Recognizer method; its input errors are answered with their own status
+    (digitrec.errors: 400 unreadable, 413 too many pixels, 422 no digit)."""
+    return getattr(_recognizer(), method)(data)
 
 
 @api.post("/api/predict")
@@ -141,8 +132,9 @@ def read_number():
     ms = round((time.perf_counter() - start) * 1000, 2)
     boxes = [[int(v) for v in box] for box in reading.boxes]
     digits = [{**d.to_json(), "box": box} for d, box in zip(reading.digits, boxes, strict=False)]
-    return jsonify(number=reading.number, confidence=reading.confidence,
-                   abstained=reading.abstained, digits=digits, boxes=boxes, ms=ms)
+    return jsonify(number=reading.number, best_guess=reading.best_guess,
+                   confidence=reading.confidence, abstained=reading.abstained,
+                   reason=reading.reason, digits=digits, boxes=boxes, ms=ms)
 
 
 @api.get("/api/models")

@@ -1,21 +1,16 @@
 """gunicorn settings for the web app, and `serve()` that runs it (used by `digitrec serve`).
 
 Also usable directly: gunicorn -c src/digitrec/web/gunicorn_conf.py 'digitrec.web:create_app()'
-(DIGITREC_HOST, DIGITREC_PORT, DIGITREC_WORKERS, DIGITREC_THREADS, DIGITREC_WORKER_CONNECTIONS,
-DIGITREC_WEIGHTS apply)."""
+(the settings of digitrec.config apply: DIGITREC_HOST, DIGITREC_PORT, DIGITREC_WORKERS,
+DIGITREC_WORKER_THREADS, DIGITREC_WORKER_CONNECTIONS, DIGITREC_WEIGHTS, ...)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from digitrec.config import cpu_cores, read
 
-def cpu_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+_SETTINGS = read()
 
 
 def default_workers() -> int:
@@ -36,12 +31,12 @@ def connections_per_worker(threads: int) -> int:
     """gthread workers take at most this many connections each ($DIGITREC_WORKER_CONNECTIONS,
     else 2 x threads), so that keep-alive clients spread over all workers instead of piling
     onto whichever accepted first."""
-    return int(os.environ.get("DIGITREC_WORKER_CONNECTIONS", 2 * threads))
+    return read().worker_connections or 2 * threads
 
 
-bind = f"{os.environ.get('DIGITREC_HOST', '127.0.0.1')}:{os.environ.get('DIGITREC_PORT', '8000')}"
-workers = int(os.environ.get("DIGITREC_WORKERS", default_workers()))
-threads = int(os.environ.get("DIGITREC_THREADS", "1"))
+bind = f"{_SETTINGS.host}:{_SETTINGS.port}"
+workers = _SETTINGS.workers or default_workers()
+threads = _SETTINGS.worker_threads
 worker_class = worker_class_for(threads)
 worker_connections = connections_per_worker(threads)
 timeout = 60
@@ -66,15 +61,20 @@ def _settings() -> dict:
     return {name: globals()[name] for name in names}
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
-          threads: int | None = None, weights: str | None = None, dev: bool = False) -> None:
-    """Serve the app with gunicorn (or Flask's development server when `dev`)."""
+def serve(host: str | None = None, port: int | None = None, workers: int | None = None,
+          threads: int | None = None, weights: str | None = None, inference: str | None = None,
+          dev: bool = False) -> None:
+    """Serve the app with gunicorn (or Flask's development server when `dev`); None: the
+    setting's value (digitrec.config)."""
+    from digitrec.errors import ModelError
     from digitrec.models import BUNDLED_DIR
     directory = Path(weights) if weights else BUNDLED_DIR
     if not any(directory.glob("*.safetensors")):
-        raise FileNotFoundError(f"no *.safetensors models in {directory}")
+        raise ModelError(f"no *.safetensors models in {directory}")
     from digitrec.web import create_app
-    config = {"WEIGHTS": str(directory)}
+    host = host or _SETTINGS.host
+    port = _SETTINGS.port if port is None else port
+    config = {"WEIGHTS": str(directory), "INFERENCE": inference or _SETTINGS.inference}
     if dev:
         create_app({**config, "TEMPLATES_AUTO_RELOAD": True}).run(host=host, port=port,
                                                                    threaded=True)

@@ -22,9 +22,11 @@ BOX = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 
                       "(left, top, right, bottom; right and bottom exclusive)."}
 READING_PROPS: dict[str, Any] = {
     "digit": {"type": ["integer", "null"], "minimum": 0, "maximum": 9,
-              "description": "The most probable digit."},
+              "description": "The digit read; null when it abstains (see `reason`)."},
+    "best_guess": {"type": "integer", "minimum": 0, "maximum": 9,
+                   "description": "The most probable digit, also when it abstains."},
     "confidence": {"type": "number", "minimum": 0, "maximum": 1,
-                   "description": "Ensemble probability of `digit`."},
+                   "description": "Ensemble probability of `best_guess`."},
     "probabilities": PROBS,
     "models": {"type": "object", "additionalProperties": PROBS,
                "description": "Each member model's probabilities (its vote is the argmax)."},
@@ -34,7 +36,8 @@ READING_PROPS: dict[str, Any] = {
     "reason": {"type": ["string", "null"], "description": "Why it abstained, else null."},
     "image28": IMAGE28,
 }
-READING_REQUIRED = ["digit", "confidence", "probabilities", "models", "abstained", "image28"]
+READING_REQUIRED = ["digit", "best_guess", "confidence", "probabilities", "models", "abstained",
+                    "image28"]
 MS = {"type": "number", "minimum": 0, "description": "Server-side recognition time (ms)."}
 
 SCHEMAS: dict[str, Any] = {
@@ -48,10 +51,14 @@ SCHEMAS: dict[str, Any] = {
     },
     "NumberReading": {
         "type": "object",
-        "required": ["number", "confidence", "abstained", "digits", "boxes", "ms"],
+        "required": ["number", "best_guess", "confidence", "abstained", "digits", "boxes", "ms"],
         "properties": {
-            "number": {"type": "string", "description": "The digits left to right ('?' for "
-                                                        "one that could not be read)."},
+            "number": {"type": ["string", "null"],
+                       "description": "The digits left to right; null when any is unsure."},
+            "best_guess": {"type": "string",
+                           "description": "The digits' best guesses, also when it abstains."},
+            "reason": {"type": ["string", "null"],
+                       "description": "Which digits are unsure and why, else null."},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1,
                            "description": "Probability that every digit is right."},
             "abstained": {"type": "boolean", "description": "True if any digit is unsure."},

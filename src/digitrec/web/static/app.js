@@ -342,19 +342,19 @@
 
   function showDigit(p) {
     const digit = $("result-digit");
-    digit.textContent = p.digit === null ? "?" : String(p.digit);
+    digit.textContent = String(p.best_guess);
     digit.classList.toggle("unsure", p.abstained);
     $("confidence").textContent = pct(p.confidence);
     $("unsure").hidden = !p.abstained;
     $("unsure-reason").textContent = p.reason ? `: ${p.reason}` : "";
     $("status").textContent = p.abstained
-      ? `Probably ${p.digit}, but not sure.` : `It reads ${p.digit}.`;
+      ? `Probably ${p.best_guess}, but not sure.` : `It reads ${p.digit}.`;
     drawBars(p.probabilities);
     drawImage28($("seen"), p.image28);
     $("models").replaceChildren(...Object.entries(p.models).map(([name, probs]) => {
       const vote = probs.indexOf(Math.max(...probs));
       const li = document.createElement("li");
-      li.classList.toggle("dissent", vote !== p.digit);
+      li.classList.toggle("dissent", vote !== p.best_guess);
       li.innerHTML = `<span class="model-name"></span> votes <strong>${vote}</strong>`
         + ` <span class="model-p">(${pct(probs[vote])})</span>`;
       li.querySelector(".model-name").textContent = name;
@@ -363,11 +363,11 @@
   }
 
   function showNumber(r, drawn) {
-    $("result-number").textContent = r.number;
+    $("result-number").textContent = r.best_guess;
     $("number-confidence").textContent = pct(r.confidence);
     $("number-unsure").hidden = !r.abstained;
     $("status").textContent = r.abstained
-      ? `Probably ${r.number}, but not sure of every digit.` : `It reads ${r.number}.`;
+      ? `Probably ${r.best_guess}, but not sure of every digit.` : `It reads ${r.number}.`;
     $("number-digits").replaceChildren(...r.digits.map((d) => {
       const li = document.createElement("li");
       li.classList.toggle("unsure", d.abstained);
@@ -376,7 +376,7 @@
       canvas.setAttribute("aria-hidden", "true");
       drawImage28(canvas, d.image28);
       const label = document.createElement("span");
-      label.textContent = `${d.digit} · ${pct(d.confidence)}${d.abstained ? " ?" : ""}`;
+      label.textContent = `${d.best_guess} · ${pct(d.confidence)}${d.abstained ? " ?" : ""}`;
       li.append(canvas, label);
       return li;
     }));
@@ -391,7 +391,7 @@
       const [x0, y0, x1, y1] = d.box; // input pixels, right/bottom exclusive
       octx.strokeStyle = octx.fillStyle = d.abstained ? "#b45309" : "#1d4ed8";
       octx.strokeRect(x0 - 3, y0 - 3, x1 - x0 + 6, y1 - y0 + 6);
-      octx.fillText(String(d.digit), x0, Math.max(18, y0 - 7));
+      octx.fillText(String(d.best_guess), x0, Math.max(18, y0 - 7));
     }
   }
 

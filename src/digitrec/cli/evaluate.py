@@ -1,0 +1,59 @@
+"""`digitrec evaluate`, `digitrec calibrate` and `digitrec compare`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from digitrec.cli.models import derived_files_dir, weights_dir
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Members and ensemble on the MNIST test set, on the backend the app serves."""
+    from digitrec.data.mnist import load_mnist
+    from digitrec.evaluation.evaluate import evaluate_recognizer, format_text, write_report
+    from digitrec.recognizer import Recognizer
+
+    recognizer = Recognizer.load(weights_dir(args), backend=args.inference)
+    images, labels = load_mnist(args.data_dir).split("test")
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    result = evaluate_recognizer(recognizer, images, labels)
+    if args.report:
+        for path in write_report(result, args.report):
+            print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps(result.to_json()) if args.json else format_text(result))
+    return 0
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """The abstention threshold on the validation split → calibration.json in --out."""
+    from digitrec.data.mnist import load_mnist
+    from digitrec.evaluation.calibrate import calibrate_threshold
+    from digitrec.recognizer import THRESHOLD_FILE, Recognizer
+
+    source = weights_dir(args)
+    images, labels = load_mnist(args.data_dir).split("val")
+    recognizer = Recognizer.load(source)
+    calibration = calibrate_threshold(recognizer.member_probabilities(images), labels,
+                                      error_cost=args.error_cost)
+    calibration["split"] = "validation (last 5,000 training images)"
+    calibration["inference"] = recognizer.inference
+    out = derived_files_dir(args, source) / THRESHOLD_FILE
+    out.write_text(json.dumps(calibration, indent=2) + "\n")
+    print(json.dumps(calibration, indent=2))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """SVM vs MLP vs CNNs vs the ensemble: report and plots in --out."""
+    from digitrec.evaluation.compare import format_table, run_comparison, write_report
+
+    comparison = run_comparison(quick=args.quick, weights=weights_dir(args),
+                                data_dir=args.data_dir, threads=args.threads)
+    for path in write_report(comparison, args.out):
+        print(f"wrote {path}", file=sys.stderr)
+    print(format_table(comparison))
+    return 0

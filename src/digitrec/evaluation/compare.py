@@ -1,0 +1,706 @@
+"""`digitrec compare`: an SVM, an MLP, each CNN and their ensemble on one MNIST split, measured for
+accuracy, errors, training time, speed and size, and written up as Markdown, HTML, PNGs and JSON.
+
+The seed project compared SVM, MLP and CNN with matplotlib plots; this does the same honestly: every
+model is scored on the same test images, and the report says how each one was obtained.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from safetensors.torch import save as safetensors_bytes
+from sklearn.decomposition import PCA
+from sklearn.metrics import confusion_matrix
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import SVC
+from torch import nn
+from tqdm import tqdm
+
+from digitrec import __version__
+from digitrec.data.mnist import load_mnist
+from digitrec.errors import ModelError
+from digitrec.models import (
+    BUNDLED_DIR,
+    Ensemble,
+    create_model,
+    list_models,
+    load_ensemble,
+    parameter_count,
+    to_tensor,
+)
+from digitrec.training.loop import one_cycle, predict_proba
+
+PLOTS = {  # file name -> caption, in report order
+    "accuracy.png": "Test accuracy",
+    "time_vs_accuracy.png": "Training time vs test accuracy",
+    "throughput.png": "Batched inference throughput",
+    "confusion.png": "Confusion matrices (rows: true digit, columns: prediction)",
+    "val_curves.png": "Per-epoch validation accuracy of the neural nets",
+    "common_errors.png": "Test digits that every model gets wrong",
+}
+
+SVM_COMPONENTS, SVM_C = 50, 10.0
+QUICK = {"train": 3000, "val": 1000, "test": 1000, "epochs": 1, "batch_size": 64, "repeats": 10}
+FULL = {"epochs": 15, "batch_size": 128, "repeats": 50}  # MLP epochs/batch; latency repeats
+MAX_GALLERY = 40
+
+
+# --- the models that are trained here -----------------------------------------------------------
+
+def deskew(images: np.ndarray, chunk: int = 10_000, progress: bool = False) -> np.ndarray:
+    """Shear each digit upright and centre its mass (image moments), float32 in [0, 1].
+
+    The classic preprocessing for kernel methods on MNIST: it removes slant, which a CNN learns to
+    ignore but an RBF kernel on raw pixels cannot.
+    """
+    out = np.empty(images.shape, dtype=np.float32)
+    starts = range(0, len(images), chunk)
+    for start in tqdm(starts, desc="deskew", disable=not progress or len(starts) < 2,
+                      leave=False, file=sys.stderr):
+        x = torch.from_numpy(np.asarray(images[start:start + chunk], dtype=np.float32) / 255.0)
+        n, h, w = x.shape
+        rows = torch.arange(h, dtype=torch.float32).view(1, h, 1)
+        cols = torch.arange(w, dtype=torch.float32).view(1, 1, w)
+        mass = x.sum((1, 2)).clamp_min(1e-6)
+        mean_r = ((x * rows).sum((1, 2)) / mass).view(n, 1, 1)
+        mean_c = ((x * cols).sum((1, 2)) / mass).view(n, 1, 1)
+        var_r = (x * (rows - mean_r) ** 2).sum((1, 2)) / mass
+        cov = (x * (rows - mean_r) * (cols - mean_c)).sum((1, 2)) / mass
+        shear = (cov / var_r.clamp_min(1e-6)).view(n, 1, 1)
+        # output pixel (r, c) samples the input at mean + [[1, 0], [shear, 1]] @ (r, c) - centre
+        dr, dc = rows - (h - 1) / 2, cols - (w - 1) / 2
+        src_r = (mean_r + dr).expand(n, h, w)
+        src_c = mean_c + shear * dr + dc
+        grid = torch.stack([2 * src_c / (w - 1) - 1, 2 * src_r / (h - 1) - 1], dim=-1)
+        warped = F.grid_sample(x.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=True)
+        out[start:start + n] = warped.squeeze(1).numpy()
+    return out
+
+
+def deskewed_pixels(images: np.ndarray) -> np.ndarray:
+    """Deskewed images flattened to (N, 784) features, the SVM pipeline's first step."""
+    return deskew(images, progress=len(images) > 20_000).reshape(len(images), -1)
+
+
+def make_svm() -> Pipeline:
+    """Deskew → PCA-50 → RBF SVC (C=10, gamma='scale'): ~99% on MNIST, fits in ~30 s on 55k."""
+    return Pipeline([
+        ("deskew", FunctionTransformer(deskewed_pixels)),
+        ("pca", PCA(SVM_COMPONENTS, random_state=0)),
+        ("svc", SVC(C=SVM_C, gamma="scale", cache_size=1000)),
+    ])
+
+
+def svm_arrays(svm: Pipeline) -> dict[str, np.ndarray]:
+    """The fitted arrays inference needs (PCA basis, support vectors, dual coefficients)."""
+    pca, svc = svm.named_steps["pca"], svm.named_steps["svc"]
+    return {"pca.components": pca.components_, "pca.mean": pca.mean_,
+            "svc.support_vectors": svc.support_vectors_, "svc.dual_coef": svc.dual_coef_,
+            "svc.intercept": svc.intercept_, "svc.n_support": svc.n_support_}
+
+
+class MLP(nn.Module):
+    """784-256-128-10 multilayer perceptron with ReLU and dropout: the seed's MLP baseline."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 256), nn.ReLU(inplace=True), nn.Dropout(0.2),
+            nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 10) for normalised images (N, 1, 28, 28)."""
+        return self.layers(x)
+
+
+def fit_torch(model: nn.Module, images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
+              val_labels: np.ndarray, epochs: int, batch_size: int, lr: float = 3e-3,
+              seed: int = 0, name: str = "", progress: bool = True) -> tuple[list[float], float]:
+    """Train without augmentation (AdamW + one-cycle); returns (val accuracy per epoch, seconds).
+
+    The seconds count the optimisation steps only, not the per-epoch validation.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    x_all, y_all = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    steps = math.ceil(len(x_all) / batch_size)
+    schedule = one_cycle(optimizer, lr, epochs * steps)
+    history, seconds = [], 0.0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        order = torch.randperm(len(x_all), generator=generator)
+        for step in tqdm(range(steps), desc=f"{name} epoch {epoch}/{epochs}", leave=False,
+                         disable=not progress, file=sys.stderr):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        seconds += time.perf_counter() - started
+        history.append(float((predict_proba(model, val_images).argmax(1) == val_labels).mean()))
+    return history, seconds
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+@dataclass
+class ModelResult:
+    """One row of the comparison."""
+
+    name: str
+    kind: str  # svm, mlp, cnn or ensemble
+    how: str  # how it was obtained, for the report
+    accuracy: float
+    errors: int
+    training_seconds: float
+    throughput: float  # images/s, batched
+    latency_ms: float  # median single-image prediction
+    parameters: int
+    size_bytes: int
+    history: list[float] = field(default_factory=list)  # val accuracy per epoch
+    predictions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((10, 10), np.int64),
+                                  repr=False)
+
+    def to_json(self) -> dict:
+        """The numbers, JSON-ready (no predictions)."""
+        return {"name": self.name, "kind": self.kind, "how": self.how,
+                "test_accuracy": round(self.accuracy, 6), "errors": self.errors,
+                "training_seconds": round(self.training_seconds, 2),
+                "throughput_images_per_s": round(self.throughput, 1),
+                "latency_ms": round(self.latency_ms, 3), "parameters": self.parameters,
+                "size_bytes": self.size_bytes, "val_accuracy_per_epoch": self.history,
+                "confusion": self.confusion.tolist()}
+
+
+def measure(name: str, kind: str, how: str, predict: Callable[[np.ndarray], np.ndarray],
+            test_x: np.ndarray, test_y: np.ndarray, repeats: int, **numbers) -> ModelResult:
+    """Score `predict` (uint8 images → labels) on the test set, timing it batched and one by one."""
+    predict(test_x[:100])  # warm-up: lazy allocations, kernel selection
+    started = time.perf_counter()
+    predictions = np.asarray(predict(test_x))
+    throughput = len(test_x) / (time.perf_counter() - started)
+    latencies = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        predict(test_x[i:i + 1])
+        latencies.append(time.perf_counter() - started)
+    wrong = predictions != test_y
+    return ModelResult(name, kind, how, float(1 - wrong.mean()), int(wrong.sum()),
+                       throughput=throughput, latency_ms=1000 * statistics.median(latencies),
+                       predictions=predictions,
+                       confusion=confusion_matrix(test_y, predictions, labels=range(10)),
+                       **numbers)
+
+
+def torch_predictor(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 images → labels for a torch model or Ensemble, in batches of 1000."""
+    return lambda images: predict_proba(model, images).argmax(1)
+
+
+def state_bytes(model: nn.Module) -> int:
+    """Size of the model's float32 safetensors serialisation, in bytes."""
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    return len(safetensors_bytes(state))
+
+
+# --- the comparison -------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """All rows plus the setting they were measured in and the test images (for the gallery)."""
+
+    results: list[ModelResult]
+    settings: dict
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+    def common_errors(self) -> np.ndarray:
+        """Indices of test images that every model misclassifies."""
+        wrong = np.stack([r.predictions != self.test_labels for r in self.results])
+        return np.flatnonzero(wrong.all(axis=0))
+
+    def to_json(self) -> dict:
+        """settings, one entry per model, and the commonly misclassified test indices."""
+        return {"settings": self.settings, "models": [r.to_json() for r in self.results],
+                "common_errors": self.common_errors().tolist()}
+
+
+def _train_svm(train_x, train_y, test_x, test_y, repeats: int, log) -> ModelResult:
+    log(f"svm: deskew → PCA-{SVM_COMPONENTS} → RBF SVC on {len(train_x):,} images "
+        "(no progress bar inside libsvm)")
+    svm = make_svm()
+    started = time.perf_counter()
+    svm.fit(train_x, train_y)
+    seconds = time.perf_counter() - started
+    arrays = svm_arrays(svm)
+    n_sv = len(arrays["svc.support_vectors"])
+    how = (f"scikit-learn {sklearn.__version__}: deskewed pixels → PCA-{SVM_COMPONENTS} → RBF SVC "
+           f"(C={SVM_C:g}, gamma='scale', one-vs-one), trained on {len(train_x):,} images; "
+           f"{n_sv:,} support vectors. Parameters and size count the float64 arrays inference "
+           "needs (PCA basis and mean, support vectors, dual coefficients, intercepts).")
+    return measure("svm", "svm", how, svm.predict, test_x, test_y, repeats,
+                   training_seconds=seconds,
+                   parameters=int(sum(a.size for a in arrays.values())),
+                   size_bytes=int(sum(a.nbytes for a in arrays.values())))
+
+
+def _train_mlp(train_x, train_y, val_x, val_y, test_x, test_y, epochs: int, batch_size: int,
+               repeats: int, progress: bool) -> ModelResult:
+    torch.manual_seed(0)
+    mlp = MLP()
+    history, seconds = fit_torch(mlp, train_x, train_y, val_x, val_y, epochs, batch_size,
+                                 lr=2e-3, name="mlp", progress=progress)
+    how = (f"torch 784-256-128-10 ReLU MLP, dropout 0.2, no augmentation, AdamW + one-cycle "
+           f"(peak lr 2e-3), {epochs} epoch(s) of {len(train_x):,} images, batch {batch_size}; "
+           "size is its float32 safetensors serialisation.")
+    return measure("mlp", "mlp", how, torch_predictor(mlp.eval()), test_x, test_y, repeats,
+                   training_seconds=seconds, parameters=parameter_count(mlp),
+                   size_bytes=state_bytes(mlp), history=history)
+
+
+def _quick_cnns(train_x, train_y, val_x, val_y, test_x, test_y,
+                progress: bool) -> tuple[list[ModelResult], dict[str, nn.Module]]:
+    results, members = [], {}
+    for arch in list_models():
+        torch.manual_seed(0)
+        model = create_model(arch)
+        history, seconds = fit_torch(model, train_x, train_y, val_x, val_y, QUICK["epochs"],
+                                     QUICK["batch_size"], name=arch, progress=progress)
+        members[arch] = model.eval()
+        how = (f"registered `{arch}` trained fresh: {QUICK['epochs']} epoch of "
+               f"{len(train_x):,} images, batch {QUICK['batch_size']}, no augmentation, "
+               "AdamW + one-cycle (peak lr 3e-3); size is float32 safetensors.")
+        results.append(measure(arch, "cnn", how, torch_predictor(model), test_x, test_y,
+                               QUICK["repeats"], training_seconds=seconds,
+                               parameters=parameter_count(model), size_bytes=state_bytes(model),
+                               history=history))
+    return results, members
+
+
+def _load_weights(weights: Path) -> tuple[Ensemble, dict[str, dict]]:
+    try:
+        return load_ensemble(weights)
+    except ModelError as exc:
+        raise ModelError(f"{exc}: train them first (`digitrec train-ensemble`), or point "
+                                "--weights at a directory of trained models (e.g. runs/bundle)"
+                                ) from None
+
+
+def shown_path(path: Path) -> str:
+    """A weights directory as the report shows it: relative to the working directory when
+    inside it, so that committed reports carry no machine-specific absolute paths."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _train_fastnet(data_dir, test_x, test_y, repeats: int, progress: bool) -> ModelResult:
+    """`fastnet` ships no weights: `digitrec train --fast` trains it in well under a minute."""
+    from digitrec.training.loop import train_fast
+    result = train_fast("fastnet", data_dir=data_dir, progress=progress, evaluate_test=False)
+    card = result.card
+    how = (f"`fastnet` trained fresh by `train_fast` (the `digitrec train --fast` recipe: "
+           f"{card['hyperparameters']['epochs']} epochs, SGD one-cycle, no augmentation) on "
+           f"{card['trained_on']}; no validation curve (one pass).")
+    return measure("fastnet", "cnn", how, torch_predictor(result.model), test_x, test_y, repeats,
+                   training_seconds=float(card["training_seconds"]),
+                   parameters=parameter_count(result.model),
+                   size_bytes=state_bytes(result.model), history=[])
+
+
+def _bundled_cnns(weights: Path, ensemble: Ensemble, cards: dict[str, dict], test_x, test_y,
+                  repeats: int, progress: bool) -> list[ModelResult]:
+    results = []
+    for name, model in tqdm(ensemble.members.items(), desc="bundled CNNs", disable=not progress,
+                            file=sys.stderr):
+        card = cards[name]
+        hp = card.get("hyperparameters", {})
+        extras = [f"{hp['epochs']} epochs"] if "epochs" in hp else []
+        extras += [k for k in ("augment", "elastic") if hp.get(k)]
+        if card.get("fine_tuned_from"):
+            extras[:1] = [f"fine-tuned {hp.get('epochs', '?')} epochs from `"
+                          f"{card['fine_tuned_from'].get('command', '?')}`"]
+        arch = card.get("architecture", name)
+        how = (f"{'bundled' if weights == BUNDLED_DIR else shown_path(weights)} `{name}`"
+               f"{f' ({arch})' if arch != name else ''}, {', '.join(extras)}; trained on "
+               f"{card.get('trained_on', '?')}; training time and validation curve from its model "
+               f"card{'' if card.get('val_held_out', True) else ' (validation NOT held out)'}; "
+               f"size is the {card.get('dtype', 'float32')} safetensors file.")
+        results.append(measure(
+            name, "cnn", how, torch_predictor(model), test_x, test_y, repeats,
+            training_seconds=float(card.get("total_training_seconds",
+                                            card.get("training_seconds", float("nan")))),
+            parameters=parameter_count(model),
+            size_bytes=(weights / f"{name}.safetensors").stat().st_size,
+            history=[h["val_accuracy"] for h in card.get("history", [])]))
+    return results
+
+
+def _splits(data_dir, quick: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(images, labels) for train, val and test; the first N of each with `quick`."""
+    mnist = load_mnist(data_dir)
+    splits = []
+    for name in ("train", "val", "test"):
+        images, labels = mnist.split(name)
+        n = QUICK[name] if quick else len(images)
+        # writable copies: torch warns about tensors over read-only IDX buffers
+        splits.append((np.array(images[:n]), labels[:n]))
+    return splits
+
+
+def run_comparison(quick: bool = False, weights: str | Path | None = None,
+                   data_dir: str | Path | None = None, threads: int | None = None,
+                   progress: bool = True) -> Comparison:
+    """Train/load every model and measure it on the same test images (a subset with `quick`)."""
+    log = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        started = time.perf_counter()
+        if not quick:  # fail before the long SVM fit, not after it
+            weights = Path(weights) if weights else BUNDLED_DIR
+            ensemble, cards = _load_weights(weights)
+        (train_x, train_y), (val_x, val_y), (test_x, test_y) = _splits(data_dir, quick)
+        repeats = QUICK["repeats"] if quick else FULL["repeats"]
+        epochs = QUICK["epochs"] if quick else FULL["epochs"]
+        batch = QUICK["batch_size"] if quick else FULL["batch_size"]
+
+        results = [_train_svm(train_x, train_y, test_x, test_y, repeats, log)]
+        log(f"svm: test accuracy {results[0].accuracy:.4f}")
+        results.append(_train_mlp(train_x, train_y, val_x, val_y, test_x, test_y, epochs, batch,
+                                  repeats, progress))
+        log(f"mlp: test accuracy {results[1].accuracy:.4f}")
+        missing: list[str] = []
+        if quick:
+            cnn_results, members = _quick_cnns(train_x, train_y, val_x, val_y, test_x, test_y,
+                                               progress)
+            ensemble = Ensemble(members).eval()
+            ens_how = (f"softmax average of the {len(members)} quick CNNs above "
+                       f"({', '.join(members)}).")
+        else:
+            cnn_results = _bundled_cnns(weights, ensemble, cards, test_x, test_y, repeats,
+                                        progress)
+            ens_how = (f"softmax average of the {len(cards)} models in {shown_path(weights)} "
+                       f"({', '.join(cards)}); training time is the members' sum.")
+            present = {card.get("architecture") for card in cards.values()}
+            zoo = weights / "zoo"  # trained models shipped beside the ensemble, not in it
+            if list(zoo.glob("*.safetensors")):
+                zoo_ensemble, zoo_cards = load_ensemble(zoo)
+                zoo_results = _bundled_cnns(zoo, zoo_ensemble, zoo_cards, test_x, test_y,
+                                            repeats, progress)
+                present |= {card.get("architecture") for card in zoo_cards.values()}
+            else:
+                zoo_results = []
+            missing = [arch for arch in list_models() if arch not in present]
+            if "fastnet" in missing:
+                zoo_results.append(_train_fastnet(data_dir, test_x, test_y, repeats, progress))
+                missing.remove("fastnet")
+            if missing:
+                log(f"warning: no trained model in {weights} for: {', '.join(missing)}")
+        for r in cnn_results:
+            log(f"{r.name}: test accuracy {r.accuracy:.4f}")
+        results += cnn_results
+        if not quick:
+            results += zoo_results
+        ensemble_result = measure(
+            "ensemble", "ensemble", ens_how, torch_predictor(ensemble), test_x, test_y, repeats,
+            training_seconds=sum(r.training_seconds for r in cnn_results),
+            parameters=sum(r.parameters for r in cnn_results),
+            size_bytes=sum(r.size_bytes for r in cnn_results))
+        results.append(ensemble_result)
+        log(f"ensemble: test accuracy {ensemble_result.accuracy:.4f}")
+        settings = {
+            "mode": "quick" if quick else "full",
+            "train_images": len(train_x), "val_images": len(val_x), "test_images": len(test_x),
+            "test_subset": f"first {len(test_x):,} of the 10,000 test images" if quick
+                           else f"full {len(test_x):,}-image test set",
+            "cnn_source": "trained fresh" if quick else shown_path(weights),
+            "registered_without_weights": missing,
+            "torch_threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+            "versions": {"digitrec": __version__, "torch": torch.__version__,
+                         "scikit-learn": sklearn.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        return Comparison(results, settings, test_x, test_y)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+# --- plots ----------------------------------------------------------------------------------------
+
+COLOURS = {"svm": "#8c6d31", "mlp": "#6b6ecf", "cnn": "#3182bd", "ensemble": "#e6550d"}
+
+
+def _bar_colours(results: list[ModelResult]) -> list[str]:
+    return [COLOURS[r.kind] for r in results]
+
+
+def plot_accuracy(comparison: Comparison, path: Path) -> None:
+    """Horizontal bars of test accuracy, zoomed to the range that matters, errors annotated."""
+    rs = comparison.results
+    fig = Figure(figsize=(7, 0.45 * len(rs) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    acc = [r.accuracy for r in rs]
+    ax.barh([r.name for r in rs], acc, color=_bar_colours(rs))
+    low = max(0.0, min(acc) - 0.1 * (1 - min(acc)) - 0.005)
+    ax.set_xlim(low, 1.0)
+    for i, r in enumerate(rs):
+        ax.text(r.accuracy, i, f" {100 * r.accuracy:.2f}% ({r.errors} errors)", va="center",
+                ha="right" if r.accuracy > low + 0.6 * (1 - low) else "left", fontsize=8,
+                color="white" if r.accuracy > low + 0.6 * (1 - low) else "black")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test accuracy ({comparison.settings['test_images']:,} images)")
+    fig.savefig(path, dpi=110)
+
+
+def plot_time_vs_accuracy(comparison: Comparison, path: Path) -> None:
+    """Scatter of training seconds (log) against test accuracy, one labelled point per model."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for r in comparison.results:
+        ax.scatter(r.training_seconds, r.accuracy, s=60, color=COLOURS[r.kind], zorder=3)
+        ax.annotate(r.name, (r.training_seconds, r.accuracy), textcoords="offset points",
+                    xytext=(6, 4), fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlabel("training time (s, log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.savefig(path, dpi=110)
+
+
+def plot_throughput(comparison: Comparison, path: Path) -> None:
+    """Bars of batched images/s (log), single-image latency annotated."""
+    rs = comparison.results
+    fig = Figure(figsize=(7, 0.45 * len(rs) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    ax.barh([r.name for r in rs], [r.throughput for r in rs], color=_bar_colours(rs))
+    ax.set_xscale("log")
+    for i, r in enumerate(rs):
+        ax.text(r.throughput, i, f" {r.throughput:,.0f}/s, {r.latency_ms:.1f} ms single",
+                va="center", fontsize=8)
+    ax.set_xlim(right=max(r.throughput for r in rs) * 8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"images per second, batched (log scale; "
+                  f"{comparison.settings['torch_threads']} torch thread(s))")
+    fig.savefig(path, dpi=110)
+
+
+def plot_confusions(comparison: Comparison, path: Path) -> None:
+    """One 10×10 confusion matrix per model, counts printed off the diagonal."""
+    rs = comparison.results
+    cols = min(4, len(rs))
+    rows = math.ceil(len(rs) / cols)
+    fig = Figure(figsize=(3.2 * cols, 3.3 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, r in zip(axes, rs, strict=False):
+        cm = r.confusion
+        ax.imshow(np.log1p(cm), cmap="Blues")
+        for (t, p), count in np.ndenumerate(cm):
+            if count and t != p:
+                ax.text(p, t, str(count), ha="center", va="center", fontsize=6, color="#b30000")
+        ax.set_title(f"{r.name}: {r.errors} errors", fontsize=10)
+        ax.set_xticks(range(10))
+        ax.set_yticks(range(10))
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+    for ax in axes[len(rs):]:
+        ax.set_axis_off()
+    fig.savefig(path, dpi=100)
+
+
+def plot_val_curves(comparison: Comparison, path: Path) -> None:
+    """Validation accuracy against epoch for every model that has a history."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    nets = [r for r in comparison.results if r.history]
+    for r in nets:
+        epochs = range(1, len(r.history) + 1)
+        ax.plot(epochs, r.history, marker="o" if len(r.history) < 25 else None, markersize=3,
+                label=f"{r.name} ({r.history[-1]:.4f})")
+    if nets:
+        ax.legend(fontsize=8, loc="lower right")
+        final = [r.history[-1] for r in nets]
+        ax.set_ylim(max(0.0, min(final) - 0.05), 1.0)
+        ax.set_xlim(0.5, max(len(r.history) for r in nets) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.text(0.5, 0.5, "no per-epoch history", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation accuracy ({comparison.settings['val_images']:,} held-out images)")
+    ax.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=110)
+
+
+def plot_common_errors(comparison: Comparison, path: Path) -> None:
+    """Gallery of test digits every model misclassifies: true label → each distinct guess."""
+    indices = comparison.common_errors()
+    shown = indices[:MAX_GALLERY]
+    if len(shown) == 0:
+        fig = Figure(figsize=(6, 1.2))
+        fig.text(0.5, 0.5, "No test digit is misclassified by every model.", ha="center",
+                 va="center", fontsize=12)
+        fig.savefig(path, dpi=110)
+        return
+    cols = min(10, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    fig = Figure(figsize=(1.25 * cols, 1.5 * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, i in zip(axes, shown, strict=False):
+        guesses = sorted({int(r.predictions[i]) for r in comparison.results})
+        ax.imshow(comparison.test_images[i], cmap="gray_r")
+        ax.set_title(f"{comparison.test_labels[i]} → {','.join(map(str, guesses))}", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    more = f" (first {len(shown)} shown)" if len(indices) > len(shown) else ""
+    fig.suptitle(f"{len(indices)} test digits wrong for every model{more}: true → predictions",
+                 fontsize=10)
+    fig.savefig(path, dpi=110)
+
+
+def write_plots(comparison: Comparison, out: Path) -> list[Path]:
+    """Write every PNG in PLOTS into `out`."""
+    painters = [plot_accuracy, plot_time_vs_accuracy, plot_throughput, plot_confusions,
+                plot_val_curves, plot_common_errors]
+    paths = []
+    for name, paint in zip(PLOTS, painters, strict=True):
+        paint(comparison, out / name)
+        paths.append(out / name)
+    return paths
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+HEADER = ["Model", "Test accuracy", "Errors", "Training (s)", "Images/s (batched)",
+          "Latency (ms)", "Parameters", "Size"]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def table_rows(comparison: Comparison) -> list[list[str]]:
+    """The report table as strings, one row per model."""
+    return [[r.name, f"{r.accuracy:.4f}", str(r.errors), f"{r.training_seconds:.1f}",
+             f"{r.throughput:,.0f}", f"{r.latency_ms:.2f}", f"{r.parameters:,}",
+             _size(r.size_bytes)] for r in comparison.results]
+
+
+def _summary(comparison: Comparison) -> list[str]:
+    s = comparison.settings
+    lines = [
+        f"Mode: **{s['mode']}**. Every model is scored on the same {s['test_subset']}; the "
+        f"{'SVM, MLP and CNNs' if s['mode'] == 'quick' else 'SVM and MLP'} are trained here "
+        f"on the first {s['train_images']:,} training images, with {s['val_images']:,} held-out "
+        "validation images for the per-epoch curves.",
+        "CNNs: trained fresh, as above." if s["mode"] == "quick" else
+        f"CNNs: the trained models in `{s['cnn_source']}`, not retrained; their training time and "
+        "validation curves come from each model card.",
+        f"Timings: {s['machine']}, {s['torch_threads']} torch thread(s), {s['date']}; "
+        "throughput predicts the whole test set in batches (1,000 for torch models), latency is "
+        "the median of single-image predictions, preprocessing included. Wall-clock timings on a "
+        "shared machine are indicative only.",
+        f"The whole comparison took {s['seconds']:.0f} s.",
+    ]
+    if s["registered_without_weights"]:
+        lines.append("Registered architectures with no trained weights (left out): "
+                     + ", ".join(s["registered_without_weights"]) + ".")
+    if s["mode"] == "quick":
+        lines.append("This is a smoke-test run (small subsets, one epoch): the numbers say the "
+                     "pipeline works, not how good the models can be.")
+    return lines
+
+
+def write_markdown(comparison: Comparison, path: Path) -> None:
+    """report.md: summary, table, how each model was obtained, then the plots (relative links)."""
+    rows = table_rows(comparison)
+    lines = ["# digitrec model comparison", "", *[f"{line}  " for line in _summary(comparison)],
+             "", "| " + " | ".join(HEADER) + " |",
+             "|" + "|".join([":---"] + ["---:"] * (len(HEADER) - 1)) + "|",
+             *["| " + " | ".join(row) + " |" for row in rows], "", "## How each model was obtained",
+             "", *[f"- **{r.name}**: {r.how}" for r in comparison.results], ""]
+    n_common = len(comparison.common_errors())
+    for name, caption in PLOTS.items():
+        lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
+        if name == "common_errors.png":
+            lines += [f"{n_common} test digit(s) are misclassified by every model.", ""]
+    lines += ["The numbers are also in [results.json](results.json).", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_html(comparison: Comparison, out: Path, path: Path) -> None:
+    """report.html: the same content, self-contained (PNGs embedded as base64 data URIs)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                   for row in table_rows(comparison))
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             "<title>digitrec model comparison</title><style>",
+             "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+             "padding:0 1rem;line-height:1.45}table{border-collapse:collapse}"
+             "th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}",
+             "</style></head><body><h1>digitrec model comparison</h1>",
+             *[f"<p>{esc(line).replace('**', '')}</p>" for line in _summary(comparison)],
+             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
+             "<h2>How each model was obtained</h2><ul>",
+             *[f"<li><b>{esc(r.name)}</b>: {esc(r.how)}</li>" for r in comparison.results],
+             "</ul>"]
+    for name, caption in PLOTS.items():
+        data = base64.b64encode((out / name).read_bytes()).decode("ascii")
+        parts.append(f"<h2>{esc(caption)}</h2><img alt='{esc(caption)}' "
+                     f"src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>\n")
+    path.write_text("\n".join(parts))
+
+
+def write_report(comparison: Comparison, out: str | Path) -> list[Path]:
+    """Write the PNGs, results.json, report.md and report.html into `out`; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_plots(comparison, out)
+    (out / "results.json").write_text(json.dumps(comparison.to_json(), indent=2) + "\n")
+    write_markdown(comparison, out / "report.md")
+    write_html(comparison, out, out / "report.html")
+    return [*paths, out / "results.json", out / "report.md", out / "report.html"]
+
+
+def format_table(comparison: Comparison) -> str:
+    """The table as aligned plain text, for the terminal."""
+    rows = [HEADER, *table_rows(comparison)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+                     for row in rows)

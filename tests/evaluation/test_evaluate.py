@@ -1,0 +1,79 @@
+"""Evaluation: metrics arithmetic, the bundled ensemble's accuracy on the real test set, the
+`evaluate --json` contract, PNG reports and threshold calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from digitrec.cli import main
+from digitrec.data.mnist import load_mnist
+from digitrec.evaluation.calibrate import calibrate_threshold
+from digitrec.evaluation.evaluate import evaluate_recognizer, metrics
+from digitrec.models import BUNDLED_DIR
+from digitrec.recognizer import Recognizer
+
+
+def test_metrics_by_hand():
+    labels = np.array([0, 0, 1, 1, 2])
+    probabilities = np.eye(10)[[0, 1, 1, 1, 0]]
+    m = metrics(probabilities, labels)
+    assert m.accuracy == pytest.approx(0.6)
+    assert m.misclassified == [1, 4]
+    assert m.confusion[0, 1] == 1 and m.confusion[2, 0] == 1 and m.confusion.sum() == 5
+    assert m.recall[:3] == [0.5, 1.0, 0.0] and m.precision[:3] == [0.5, pytest.approx(2 / 3), 0.0]
+
+
+@pytest.fixture(scope="module")
+def bundled(mnist_dir):
+    return evaluate_recognizer(Recognizer.load(), *load_mnist(mnist_dir).split("test"))
+
+
+def test_bundled_ensemble_meets_the_accuracy_target(bundled):
+    assert len(bundled.labels) == 10000
+    assert bundled.ensemble.accuracy >= 0.9970
+    for name, member in bundled.members.items():
+        assert member.accuracy >= 0.994, name
+
+
+def test_bundled_weights_are_small_and_carded():
+    files = list(BUNDLED_DIR.glob("*.safetensors"))
+    assert len(files) >= 3
+    assert sum(f.stat().st_size for f in files) <= 10 * 1024 * 1024
+    for f in files:
+        card = json.loads(f.with_suffix(".json").read_text())
+        assert card["command"].startswith("digitrec train") and card["training_seconds"] > 0
+    calibration = json.loads((BUNDLED_DIR / "calibration.json").read_text())
+    assert calibration["split"].startswith("validation") and calibration["n"] == 5000
+    assert 0.3 <= calibration["threshold"] < 1.0 and calibration["abstention_rate"] < 0.02
+
+
+def test_evaluate_json_contract(mnist_dir, capsys):
+    assert main(["evaluate", "--json", "--limit", "500"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 500
+    assert 0.95 <= out["ensemble"]["accuracy"] <= 1
+    assert set(out["members"]) == {p.stem for p in BUNDLED_DIR.glob("*.safetensors")}
+    assert all(0 <= m["accuracy"] <= 1 for m in out["members"].values())
+    assert np.array(out["ensemble"]["confusion"]).sum() == 500
+
+
+def test_evaluate_report_writes_pngs(mnist_dir, tmp_path, capsys):
+    assert main(["evaluate", "--limit", "300", "--report", str(tmp_path)]) == 0
+    assert "ensemble" in capsys.readouterr().out
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibration_prefers_abstaining_on_low_confidence():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 1000)
+    confident = np.full((2, 1000, 10), 0.01)
+    confident[:, np.arange(1000), labels] = 0.91
+    confident[:, :50] = 0.1  # 50 uniform, useless predictions: abstaining is cheaper
+    result = calibrate_threshold(confident, labels)
+    assert 0.1 < result["threshold"] <= 0.91
+    assert result["abstention_rate"] == pytest.approx(0.05)
+    assert result["accepted_error_rate"] == 0.0
