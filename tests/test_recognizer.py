@@ -1,4 +1,6 @@
-"""digitrec.recognizer: the MicroBatcher shares model batches across threads, correctly."""
+"""digitrec.recognizer: predict_many answers every input (a PredictionError in place of a bad
+one), in parallel as serially; abstention leaves `digit` None with a best guess and a reason;
+the MicroBatcher shares model batches across threads, correctly."""
 
 from __future__ import annotations
 
@@ -10,7 +12,56 @@ import numpy as np
 import pytest
 
 from digitrec.data.synth import canvas_png
-from digitrec.recognizer import MicroBatcher, Recognizer
+from digitrec.errors import ImageDecodeError, InputError, NoDigitError
+from digitrec.inference.batching import MicroBatcher
+from digitrec.recognizer import PredictionError, Recognizer
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load()
+
+
+def test_predict_many_answers_every_input_in_order(recognizer, mnist):
+    images = mnist.test_images[:6]
+    sources = [canvas_png(img, np.random.default_rng(i)) for i, img in enumerate(images)]
+    blank = np.zeros((40, 40), np.uint8)
+    mixed = [sources[0], b"not an image", sources[1], blank, sources[2], object()]
+    results = recognizer.predict_many(mixed)
+    assert len(results) == len(mixed)
+    assert [r.ok for r in results] == [True, False, True, False, True, False]
+    assert isinstance(results[1].error, ImageDecodeError)
+    assert isinstance(results[3].error, NoDigitError) and "no digit" in results[3].message
+    assert isinstance(results[5].error, InputError) and "unsupported input type" in \
+        results[5].message
+    assert [results[k].best_guess for k in (0, 2, 4)] == mnist.test_labels[:3].tolist()
+    assert recognizer.predict_many([]) == []
+    with pytest.raises(ImageDecodeError):
+        recognizer.predict(b"not an image")
+
+
+def test_predict_many_in_worker_processes_is_the_same(recognizer, mnist):
+    sources = [canvas_png(img, np.random.default_rng(i))
+               for i, img in enumerate(mnist.test_images[:40])]
+    sources[7] = b"\x89PNG broken"
+    serial = recognizer.predict_many(sources, batch_size=16, workers=1)
+    parallel = recognizer.predict_many(sources, batch_size=16, workers=2)
+    assert [r.ok for r in parallel] == [r.ok for r in serial] and not parallel[7].ok
+    assert isinstance(parallel[7], PredictionError) and parallel[7].message == serial[7].message
+    for a, b in zip(serial, parallel, strict=True):
+        if a.ok:
+            assert np.array_equal(a.image28, b.image28) and a.probabilities == b.probabilities
+
+
+def test_abstention_leaves_digit_none_with_a_best_guess_and_a_reason(recognizer, mnist):
+    strict = Recognizer(recognizer.ensemble, recognizer.cards, threshold=1.0,
+                        backend=recognizer.backend)
+    prediction = strict.classify(mnist.test_images[:1])[0]
+    assert prediction.abstained and prediction.digit is None
+    assert prediction.best_guess == mnist.test_labels[0] and prediction.reason
+    assert prediction.to_json()["digit"] is None and prediction.to_json()["best_guess"] == 7
+    sure = recognizer.classify(mnist.test_images[:1])[0]
+    assert not sure.abstained and sure.digit == sure.best_guess and sure.reason is None
 
 
 def _gated_model():

@@ -109,3 +109,39 @@ def test_train_ensemble_fine_tunes_each_bundled_member(monkeypatch, tmp_path, ca
     assert main(["train-ensemble", "--members", "vgg8b", "--epochs", "1",
                  "--out", str(tmp_path)]) == 0
     assert calls == [("vgg8b", "vgg8", None, 0.0, 1)]  # --epochs: a quick run, no fine-tuning
+
+
+def test_exit_codes_and_no_traceback_for_known_errors(tmp_path):
+    """2: usage or configuration, 3: an input that cannot be read, 4: the model; one line on
+    stderr, no traceback (with --debug, the traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    def digitrec(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "digitrec", *args], capture_output=True,
+                              text=True, env={**os.environ, **env}, timeout=120)
+
+    seven, text = str(EXAMPLES / "seven.png"), tmp_path / "notes.txt"
+    text.write_text("not an image")
+    bogus = digitrec("predict", seven, DIGITREC_INFERENCE="bogus")
+    assert bogus.returncode == 2 and "DIGITREC_INFERENCE" in bogus.stderr
+    assert "Traceback" not in bogus.stderr and bogus.stdout == ""
+    mixed = digitrec("predict", seven, str(text), str(EXAMPLES / "one_transparent.png"))
+    lines = mixed.stdout.splitlines()
+    assert mixed.returncode == 3 and len(lines) == 3 and "Traceback" not in mixed.stderr
+    assert ": 7 (" in lines[0] and "notes.txt: error: not a readable image" in lines[1]
+    assert ": 1 (" in lines[2]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    model = digitrec("predict", seven, "--weights", str(empty))
+    assert model.returncode == 4 and "no *.safetensors models" in model.stderr
+    assert "Traceback" not in model.stderr
+    debug = digitrec("--debug", "predict", seven, "--weights", str(empty))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ModelError" in debug.stderr
+
+
+def test_the_parser_knows_every_architecture():
+    from digitrec.cli import ARCHITECTURES
+    from digitrec.models import list_models
+    assert list(ARCHITECTURES) == list_models()

@@ -10,18 +10,20 @@ import torch
 from digitrec.cli import main
 from digitrec.training.augment import augment_batch
 from digitrec.training.loop import accuracy, train
+from digitrec.training.recipes import TRAIN
 
 
 def test_one_epoch_on_3000_images_reaches_90_percent(mnist):
-    result = train("cnn1", epochs=1, limit=3000, batch_size=64, lr=3e-3, augment=False,
-                   label_smoothing=0.0, threads=2, progress=False)
+    recipe = TRAIN.replace(architecture="cnn1", epochs=1, batch_size=64, lr=3e-3, augment=False,
+                           label_smoothing=0.0)
+    result = train(recipe, limit=3000, threads=2, progress=False)
     images, labels = mnist.split("val")  # 1,000 images the model never saw
     assert accuracy(result.model, images[:1000], labels[:1000]) >= 0.90
 
 
 def test_seed_makes_training_reproducible(mnist):
-    runs = [train("cnnbn", epochs=1, limit=512, seed=7, threads=1, progress=False)
-            for _ in range(2)]
+    recipe = TRAIN.replace(architecture="cnnbn", epochs=1, seed=7)
+    runs = [train(recipe, limit=512, threads=1, progress=False) for _ in range(2)]
     a, b = (r.model.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -19,6 +19,9 @@ from digitrec.errors import DigitrecError, UsageError
 # the two equal) and the bundled members (digitrec.training.recipes).
 ARCHITECTURES = ("cnn1", "cnn5", "cnnbn", "fastnet", "vgg8")
 BUNDLED_MEMBERS = ("cnnbn", "vgg8b", "vgg8c")
+# Libraries of the optional extras (pyproject.toml), by the extra that installs them.
+EXTRAS = {"flask": "web", "gunicorn": "web", "werkzeug": "web", "matplotlib": "train",
+          "sklearn": "compare"}
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -211,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         prefix = f"digitrec {args.command}" if isinstance(exc, UsageError) else "digitrec"
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None or args.debug:
+            raise
+        print(f"digitrec {args.command}: error: this needs {exc.name}, which the [{extra}] extra "
+              f"installs: pip install 'digitrec[{extra}]'", file=sys.stderr)
+        return UsageError.exit_code
     except KeyboardInterrupt:
         print("digitrec: interrupted", file=sys.stderr)
         return 130

@@ -1,4 +1,5 @@
-"""`digitrec train` and `digitrec train-ensemble`."""
+"""`digitrec train` and `digitrec train-ensemble`: a Recipe from the flags or the named recipes
+(digitrec.training.recipes), trained by the one loop (digitrec.training.loop)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,34 @@ import json
 from pathlib import Path
 
 from digitrec.errors import UsageError
+from digitrec.training.recipes import BUNDLED, FAST, TRAIN, Recipe, fine_tuning
 
-# The bundled ensemble's recipe, member name -> training settings (see docs/training.md; the
-# members were chosen among the trained candidates by validation accuracy, then log-loss), then
-# fine-tuning rounds from those weights with real-input renderings added (FINE_TUNE; the second
-# vgg8 round was kept because it scored better on the validation renderings).
-BUNDLED_SET = {
-    "cnnbn": {"arch": "cnnbn", "epochs": 25, "seed": 0, "aug_strength": 0.6, "elastic": False},
-    "vgg8b": {"arch": "vgg8", "epochs": 11, "seed": 1, "aug_strength": 0.7, "elastic": True},
-    "vgg8c": {"arch": "vgg8", "epochs": 8, "seed": 2, "aug_strength": 0.8, "elastic": False},
-}
-FINE_TUNE = {
-    "cnnbn": [{"epochs": 3, "seed": 10, "lr": 1e-3, "real_input": 0.5}],
-    "vgg8b": [{"epochs": 2, "seed": 11, "lr": 1e-3, "real_input": 0.5},
-              {"epochs": 2, "seed": 21, "lr": 5e-4, "real_input": 0.5}],
-    "vgg8c": [{"epochs": 2, "seed": 12, "lr": 1e-3, "real_input": 0.5},
-              {"epochs": 2, "seed": 22, "lr": 5e-4, "real_input": 0.5}],
-}
+# Flags that also apply to a bundled member; its own architecture, epochs, seed and augmentation
+# (elastic, strength) override the others, and --epochs overrides all of them.
+MEMBER_FLAGS = ("batch_size", "lr", "augment", "real_input")
 
 
-def _train_kwargs(args: argparse.Namespace) -> dict:
+def _recipe(base: Recipe, **changes) -> Recipe:
+    """`base` with the flags' changes; UsageError when they make no valid recipe."""
+    try:
+        return base.replace(**changes)
+    except ValueError as exc:
+        raise UsageError(str(exc).removeprefix(f"recipe {base.name!r}: ")) from None
+
+
+def _flags(args: argparse.Namespace) -> dict:
+    """The Recipe fields that `train` and `train-ensemble` take from their flags."""
     return {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-            "augment": args.augment, "elastic": args.elastic,
-            "aug_strength": args.aug_strength, "limit": args.limit,
-            "full": args.full, "data_dir": args.data_dir, "threads": args.threads,
+            "augment": args.augment, "elastic": args.elastic, "aug_strength": args.aug_strength,
             "real_input": args.real_input}
+
+
+def _run(args: argparse.Namespace) -> dict:
+    """The run settings of `loop.train`: which images, where they are, how many threads."""
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be >= 1, not {args.limit}")
+    return {"limit": args.limit, "full": args.full, "data_dir": args.data_dir,
+            "threads": args.threads}
 
 
 def _report_trained(name: str, result, out: Path) -> None:
@@ -40,32 +44,24 @@ def _report_trained(name: str, result, out: Path) -> None:
           f"{card['training_seconds']:.0f}s → {out / (name + '.safetensors')}")
 
 
-def train_fast(args: argparse.Namespace) -> int:
-    from digitrec.models import save_model
-    from digitrec.training.loop import train_fast
-    out, arch = Path(args.out), args.model or "fastnet"
-    result = train_fast(arch, epochs=args.epochs or 1.5, seed=args.seed, limit=args.limit,
-                        full=args.full, data_dir=args.data_dir, threads=args.threads)
-    save_model(result.model, out, arch, result.card, half=args.half)
-    _report_trained(arch, result, out)
-    return 0
-
-
 def train(args: argparse.Namespace) -> int:
-    from digitrec.training.loop import train_and_save
-    if args.fast:
-        return train_fast(args)
-    if args.model is None:
+    from digitrec.training import loop
+    if args.fast:  # --batch-size, --lr and the augmentation flags do not apply
+        recipe = _recipe(FAST, architecture=args.model or FAST.architecture,
+                         epochs=args.epochs or FAST.epochs, seed=args.seed, init=args.init,
+                         real_input=args.real_input)
+    elif args.model is None:
         raise UsageError("--model is required (or use --fast)")
-    _check_architecture(args.model)
-    if args.init:
-        problem = _init_problem(Path(args.init), args.model)
+    else:
+        recipe = _recipe(TRAIN, architecture=args.model, epochs=args.epochs or TRAIN.epochs,
+                         init=args.init, **_flags(args))
+    _check_architecture(recipe.architecture)
+    if recipe.init:
+        problem = _init_problem(Path(recipe.init), recipe.architecture)
         if problem:
             raise UsageError(problem)
-    out = Path(args.out)
-    name = args.name or args.model
-    result = train_and_save(args.model, out, half=args.half, name=name,
-                            epochs=args.epochs or 15, init=args.init, **_train_kwargs(args))
+    out, name = Path(args.out), args.name or recipe.architecture
+    result = loop.train_and_save(recipe, out, half=args.half, name=name, **_run(args))
     _report_trained(name, result, out)
     return 0
 
@@ -92,21 +88,27 @@ def _init_problem(path: Path, arch: str) -> str | None:
     return None
 
 
+def member_recipes(name: str, args: argparse.Namespace) -> list[Recipe]:
+    """What `train-ensemble` trains for NAME, in order: a bundled member's recipe then its
+    fine-tuning rounds (none with --epochs, which overrides the epochs), or for an architecture,
+    TRAIN with the flags."""
+    flags = _flags(args)
+    if name in BUNDLED:
+        recipe = _recipe(BUNDLED[name], **{k: flags[k] for k in MEMBER_FLAGS})
+    else:
+        _check_architecture(name)
+        recipe = _recipe(TRAIN, name=name, architecture=name, **flags)
+    if args.epochs:
+        return [_recipe(recipe, epochs=args.epochs)]
+    return [recipe, *fine_tuning(recipe, str(Path(args.out) / f"{name}.safetensors"))]
+
+
 def train_ensemble(args: argparse.Namespace) -> int:
-    from digitrec.training.loop import train_and_save
-    out = Path(args.out)
-    for name in args.members or []:
-        if name not in BUNDLED_SET:
-            _check_architecture(name)
-    for name in args.members or BUNDLED_SET:
-        recipe = dict(BUNDLED_SET.get(name, {"arch": name, "epochs": 15}))
-        kwargs = {**_train_kwargs(args), **{k: v for k, v in recipe.items() if k != "arch"}}
-        if args.epochs:
-            kwargs["epochs"] = args.epochs
-        result = train_and_save(recipe["arch"], out, half=args.half, name=name, **kwargs)
-        for round_settings in FINE_TUNE.get(name, []) if not args.epochs else []:
-            kwargs.update(round_settings)
-            result = train_and_save(recipe["arch"], out, half=args.half, name=name,
-                                    init=str(out / f"{name}.safetensors"), **kwargs)
+    from digitrec.training import loop
+    out, run = Path(args.out), _run(args)
+    plans = {name: member_recipes(name, args) for name in args.members or BUNDLED}
+    for name, recipes in plans.items():  # every name checked above, before any training
+        for recipe in recipes:
+            result = loop.train_and_save(recipe, out, half=args.half, name=name, **run)
         _report_trained(name, result, out)
     return 0

@@ -46,9 +46,9 @@ from digitrec.models import (
     list_models,
     load_ensemble,
     parameter_count,
-    to_tensor,
 )
-from digitrec.training.loop import one_cycle, predict_proba
+from digitrec.training.loop import fit, predict_proba
+from digitrec.training.recipes import COMPARE_MLP, COMPARE_QUICK, FAST, Recipe
 
 PLOTS = {  # file name -> caption, in report order
     "accuracy.png": "Test accuracy",
@@ -60,8 +60,10 @@ PLOTS = {  # file name -> caption, in report order
 }
 
 SVM_COMPONENTS, SVM_C = 50, 10.0
-QUICK = {"train": 3000, "val": 1000, "test": 1000, "epochs": 1, "batch_size": 64, "repeats": 10}
-FULL = {"epochs": 15, "batch_size": 128, "repeats": 50}  # MLP epochs/batch; latency repeats
+# quick: the first images of each split, and the epochs and batch size of COMPARE_QUICK for the
+# MLP too; "repeats": single-image latency measurements
+QUICK = {"train": 3000, "val": 1000, "test": 1000, "repeats": 10}
+FULL = {"repeats": 50}
 MAX_GALLERY = 40
 
 
@@ -135,36 +137,6 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, 10) for normalised images (N, 1, 28, 28)."""
         return self.layers(x)
-
-
-def fit_torch(model: nn.Module, images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
-              val_labels: np.ndarray, epochs: int, batch_size: int, lr: float = 3e-3,
-              seed: int = 0, name: str = "", progress: bool = True) -> tuple[list[float], float]:
-    """Train without augmentation (AdamW + one-cycle); returns (val accuracy per epoch, seconds).
-
-    The seconds count the optimisation steps only, not the per-epoch validation.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    x_all, y_all = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps = math.ceil(len(x_all) / batch_size)
-    schedule = one_cycle(optimizer, lr, epochs * steps)
-    history, seconds = [], 0.0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        order = torch.randperm(len(x_all), generator=generator)
-        for step in tqdm(range(steps), desc=f"{name} epoch {epoch}/{epochs}", leave=False,
-                         disable=not progress, file=sys.stderr):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        seconds += time.perf_counter() - started
-        history.append(float((predict_proba(model, val_images).argmax(1) == val_labels).mean()))
-    return history, seconds
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -271,15 +243,22 @@ def _train_svm(train_x, train_y, test_x, test_y, repeats: int, log) -> ModelResu
                    size_bytes=int(sum(a.nbytes for a in arrays.values())))
 
 
-def _train_mlp(train_x, train_y, val_x, val_y, test_x, test_y, epochs: int, batch_size: int,
+def _fit(model: nn.Module, recipe: Recipe, train_x, train_y, val_x, val_y,
+         progress: bool) -> tuple[list[float], float]:
+    """Train through the one loop; (val accuracy per epoch, seconds of optimisation only)."""
+    history = fit(model, train_x, train_y, recipe, val=(val_x, val_y), progress=progress)
+    return [h["val_accuracy"] for h in history], history[-1]["seconds"]
+
+
+def _train_mlp(train_x, train_y, val_x, val_y, test_x, test_y, recipe: Recipe,
                repeats: int, progress: bool) -> ModelResult:
-    torch.manual_seed(0)
+    torch.manual_seed(recipe.seed)
     mlp = MLP()
-    history, seconds = fit_torch(mlp, train_x, train_y, val_x, val_y, epochs, batch_size,
-                                 lr=2e-3, name="mlp", progress=progress)
+    history, seconds = _fit(mlp, recipe, train_x, train_y, val_x, val_y, progress)
     how = (f"torch 784-256-128-10 ReLU MLP, dropout 0.2, no augmentation, AdamW + one-cycle "
-           f"(peak lr 2e-3), {epochs} epoch(s) of {len(train_x):,} images, batch {batch_size}; "
-           "size is its float32 safetensors serialisation.")
+           f"(peak lr {recipe.lr:g}), {recipe.epochs:g} epoch(s) of {len(train_x):,} images, "
+           f"batch {recipe.batch_size} (recipe `{recipe.name}`); size is its float32 "
+           "safetensors serialisation.")
     return measure("mlp", "mlp", how, torch_predictor(mlp.eval()), test_x, test_y, repeats,
                    training_seconds=seconds, parameters=parameter_count(mlp),
                    size_bytes=state_bytes(mlp), history=history)
@@ -289,14 +268,15 @@ def _quick_cnns(train_x, train_y, val_x, val_y, test_x, test_y,
                 progress: bool) -> tuple[list[ModelResult], dict[str, nn.Module]]:
     results, members = [], {}
     for arch in list_models():
-        torch.manual_seed(0)
+        recipe = COMPARE_QUICK.replace(architecture=arch)
+        torch.manual_seed(recipe.seed)
         model = create_model(arch)
-        history, seconds = fit_torch(model, train_x, train_y, val_x, val_y, QUICK["epochs"],
-                                     QUICK["batch_size"], name=arch, progress=progress)
+        history, seconds = _fit(model, recipe, train_x, train_y, val_x, val_y, progress)
         members[arch] = model.eval()
-        how = (f"registered `{arch}` trained fresh: {QUICK['epochs']} epoch of "
-               f"{len(train_x):,} images, batch {QUICK['batch_size']}, no augmentation, "
-               "AdamW + one-cycle (peak lr 3e-3); size is float32 safetensors.")
+        how = (f"registered `{arch}` trained fresh: {recipe.epochs:g} epoch of "
+               f"{len(train_x):,} images, batch {recipe.batch_size}, no augmentation, "
+               f"AdamW + one-cycle (peak lr {recipe.lr:g}; recipe `{recipe.name}`); size is "
+               "float32 safetensors.")
         results.append(measure(arch, "cnn", how, torch_predictor(model), test_x, test_y,
                                QUICK["repeats"], training_seconds=seconds,
                                parameters=parameter_count(model), size_bytes=state_bytes(model),
@@ -324,10 +304,10 @@ def shown_path(path: Path) -> str:
 
 def _train_fastnet(data_dir, test_x, test_y, repeats: int, progress: bool) -> ModelResult:
     """`fastnet` ships no weights: `digitrec train --fast` trains it in well under a minute."""
-    from digitrec.training.loop import train_fast
-    result = train_fast("fastnet", data_dir=data_dir, progress=progress, evaluate_test=False)
+    from digitrec.training.loop import train
+    result = train(FAST, data_dir=data_dir, progress=progress, evaluate_test=False)
     card = result.card
-    how = (f"`fastnet` trained fresh by `train_fast` (the `digitrec train --fast` recipe: "
+    how = (f"`fastnet` trained fresh with the FAST recipe (`digitrec train --fast`: "
            f"{card['hyperparameters']['epochs']} epochs, SGD one-cycle, no augmentation) on "
            f"{card['trained_on']}; no validation curve (one pass).")
     return measure("fastnet", "cnn", how, torch_predictor(result.model), test_x, test_y, repeats,
@@ -360,7 +340,8 @@ def _bundled_cnns(weights: Path, ensemble: Ensemble, cards: dict[str, dict], tes
                                             card.get("training_seconds", float("nan")))),
             parameters=parameter_count(model),
             size_bytes=(weights / f"{name}.safetensors").stat().st_size,
-            history=[h["val_accuracy"] for h in card.get("history", [])]))
+            history=[h["val_accuracy"] for h in card.get("history", [])
+                     if h.get("val_accuracy") is not None]))
     return results
 
 
@@ -391,12 +372,13 @@ def run_comparison(quick: bool = False, weights: str | Path | None = None,
             ensemble, cards = _load_weights(weights)
         (train_x, train_y), (val_x, val_y), (test_x, test_y) = _splits(data_dir, quick)
         repeats = QUICK["repeats"] if quick else FULL["repeats"]
-        epochs = QUICK["epochs"] if quick else FULL["epochs"]
-        batch = QUICK["batch_size"] if quick else FULL["batch_size"]
+        mlp_recipe = COMPARE_MLP.replace(epochs=COMPARE_QUICK.epochs,
+                                         batch_size=COMPARE_QUICK.batch_size) if quick \
+            else COMPARE_MLP
 
         results = [_train_svm(train_x, train_y, test_x, test_y, repeats, log)]
         log(f"svm: test accuracy {results[0].accuracy:.4f}")
-        results.append(_train_mlp(train_x, train_y, val_x, val_y, test_x, test_y, epochs, batch,
+        results.append(_train_mlp(train_x, train_y, val_x, val_y, test_x, test_y, mlp_recipe,
                                   repeats, progress))
         log(f"mlp: test accuracy {results[1].accuracy:.4f}")
         missing: list[str] = []

@@ -45,6 +45,9 @@ def _open_stream(stream: io.IOBase, max_side: int | None,
         raise ImageTooLargeError(
             f"the image has far more than {MAX_PIXELS / 1e6:.0f} MP of pixels; the limit is "
             f"{MAX_PIXELS / 1e6:.0f} MP") from None
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError("not a readable image: the data is in none of the formats read "
+                               "(PNG, JPEG, GIF, BMP, WebP, TIFF)") from None
     except Exception as exc:  # Pillow raises many types on hostile input
         raise ImageDecodeError(f"not a readable image (PNG, JPEG, GIF, BMP, WebP, TIFF): "
                                f"{reason(exc)}") from None

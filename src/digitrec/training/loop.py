@@ -1,8 +1,13 @@
-"""Train one registered model on MNIST: in-memory uint8 data, batched augmentation, AdamW with a
-one-cycle schedule, tqdm progress, per-epoch validation, safetensors + model card output."""
+"""The one training loop. `fit` trains a model on uint8 images as a `Recipe` says (AdamW or
+SGD-Nesterov with a one-cycle schedule, optional batched augmentation, label smoothing);
+`train` wraps it for one registered architecture on MNIST (data, real-input renderings,
+fine-tuning start, test evaluation, model card) and `train_and_save` writes the result.
+Every way the project trains goes through here: `digitrec train` (TRAIN), `train --fast`
+(FAST), `train-ensemble` (BUNDLED + FINE_TUNE) and `compare` (COMPARE_MLP, COMPARE_QUICK)."""
 
 from __future__ import annotations
 
+import math
 import platform
 import shlex
 import sys
@@ -17,9 +22,12 @@ from torch import nn
 from tqdm import tqdm
 
 from digitrec import __version__
-from digitrec.data.mnist import MNIST, file_checksums, load_mnist
+from digitrec.data.mnist import file_checksums, load_mnist
 from digitrec.models import MEAN, STD, create_model, load_model, save_model, to_tensor
 from digitrec.training.augment import augment_batch
+from digitrec.training.recipes import FAST, Recipe
+
+LOG_EVERY = 50  # read the loss back every this many steps (and at the end of each epoch)
 
 
 @torch.inference_mode()
@@ -70,6 +78,79 @@ def one_cycle(optimizer: torch.optim.Optimizer, lr: float,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimizer over the model's parameters, at its peak learning rate."""
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, recipe: Recipe,
+        val: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = True) -> list[dict]:
+    """Train `model` in place on uint8 `images` (N, 28, 28) as `recipe` says; one history entry
+    per pass over the data (the last may be a fraction of one).
+
+    Each entry: "epoch" (passes done, e.g. 1.5), "steps", "train_loss" and "train_accuracy"
+    (of the batches read back: every LOG_EVERY-th and each epoch's last), "val_accuracy" on
+    `val` when given (None otherwise), and "seconds" of optimisation so far, validation excluded.
+    """
+    generator = torch.Generator().manual_seed(recipe.seed)  # batch order and augmentation
+    x_all = torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1)  # resident uint8
+    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    shift, scale = MEAN * 255.0, 1.0 / (STD * 255.0)  # uint8 → normalised, in place
+
+    optimizer = make_optimizer(model, recipe)
+    batch_size = recipe.batch_size
+    steps_per_epoch = math.ceil(len(x_all) / batch_size)
+    total_steps = max(1, round(recipe.epochs * steps_per_epoch))
+    schedule = one_cycle(optimizer, recipe.lr, total_steps)
+
+    history, step, seconds = [], 0, 0.0
+    for epoch in range(1, math.ceil(total_steps / steps_per_epoch) + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x_all), generator=generator)
+        steps = min(steps_per_epoch, total_steps - step)
+        losses, hits = [], []
+        bar = tqdm(range(steps), desc=f"{recipe.name} epoch {epoch}/{math.ceil(recipe.epochs)}",
+                   disable=not progress, leave=False, file=sys.stderr)
+        for i in bar:
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            x = x_all[idx].float()
+            if recipe.augment:  # a linear warp: the same on 0-255 as on normalised pixels
+                x = augment_batch(x, generator, elastic=recipe.elastic,
+                                  strength=recipe.aug_strength)
+            x = x.sub_(shift).mul_(scale)
+            y = y_all[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step % LOG_EVERY == 0 or i == steps - 1:  # the only reads back from the graph
+                losses.append(loss.item())
+                hits.append(float((logits.argmax(1) == y).float().mean()))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{hits[-1]:.4f}")
+            step += 1
+        bar.close()
+        seconds += time.perf_counter() - started
+        val_acc = accuracy(model, *val) if val is not None else None
+        done = step / steps_per_epoch
+        history.append({"epoch": int(done) if done.is_integer() else round(done, 2), "steps": step,
+                        "train_loss": float(np.mean(losses)),
+                        "train_accuracy": float(np.mean(hits)),
+                        "val_accuracy": val_acc, "seconds": round(seconds, 2)})
+        if progress:
+            print(f"{recipe.name} ({recipe.architecture}) epoch {history[-1]['epoch']:g}: "
+                  f"loss {history[-1]['train_loss']:.4f} "
+                  f"train {history[-1]['train_accuracy']:.4f}"
+                  f"{'' if val_acc is None else f' val {val_acc:.4f}'} ({seconds:.0f}s)",
+                  file=sys.stderr)
+    return history
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -77,105 +158,59 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _setup(seed: int, threads: int | None, data_dir: str | None, full: bool,
-           limit: int | None) -> tuple[MNIST, torch.Generator, torch.Tensor, torch.Tensor]:
-    """Seed torch, set threads, load MNIST; the training images as resident uint8 tensors."""
+def train(recipe: Recipe, data_dir: str | Path | None = None, limit: int | None = None,
+          full: bool = False, threads: int | None = None, progress: bool = True,
+          evaluate_test: bool = True) -> TrainResult:
+    """Train `recipe.architecture` on MNIST and return the model with its card.
+
+    Trains on the first 55,000 training images and validates on the last 5,000; with `full`, on
+    all 60,000 (validation is then not held out and is recorded as such). `limit` caps the
+    training set. The card records the recipe, the accuracies, the seconds of optimisation, and
+    `time_to_test_accuracy_seconds`: those plus the test evaluation (validation excluded).
+    """
+    start, start_card = load_model(recipe.init) if recipe.init else (None, {})
+    if start is not None and start_card["architecture"] != recipe.architecture:
+        raise ValueError(f"--init {recipe.init} is a {start_card['architecture']}, "
+                         f"not a {recipe.architecture}")  # before the slow work, not after
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(recipe.seed)  # model initialisation (fit seeds the batch order)
     mnist = load_mnist(data_dir)
     train_x, train_y = mnist.split("full" if full else "train")
     if limit:
         train_x, train_y = train_x[:limit], train_y[:limit]
-    x_all = torch.from_numpy(np.array(train_x)).unsqueeze(1)  # uint8, resident in memory
-    y_all = torch.from_numpy(train_y.astype(np.int64))
-    return mnist, generator, x_all, y_all
+    if recipe.real_input > 0:
+        extra_x, extra_y = real_input_set(train_x, train_y, round(recipe.real_input * len(train_x)),
+                                          recipe.seed, progress)
+        train_x, train_y = np.concatenate([train_x, extra_x]), np.concatenate([train_y, extra_y])
 
-
-def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
-          seed: int = 0, augment: bool = True, elastic: bool = False, aug_strength: float = 1.0,
-          limit: int | None = None,
-          full: bool = False, label_smoothing: float = 0.05, data_dir: str | None = None,
-          threads: int | None = None, progress: bool = True, init: str | None = None,
-          real_input: float = 0.0) -> TrainResult:
-    """Train `arch` and return the model with its card (hyper-parameters, accuracies, timing).
-
-    Trains on the first 55,000 training images and validates on the last 5,000; with `full`, on all
-    60,000 (validation is then not held out and is recorded as such). `limit` caps the training set.
-    `init` starts from saved weights (fine-tuning); `real_input` adds that fraction of extra
-    images rendered with a random pen and size and preprocessed (`real_input_set`).
-    """
-    start, start_card = load_model(init) if init else (None, {})
-    if init and start_card["architecture"] != arch:  # fail before the slow work, not after
-        raise ValueError(f"--init {init} is a {start_card['architecture']}, not a {arch}")
-    mnist, generator, x_all, y_all = _setup(seed, threads, data_dir, full, limit)
-    val_x, val_y = mnist.split("val")
-    if real_input > 0:
-        extra_x, extra_y = real_input_set(x_all[:, 0].numpy(), y_all.numpy(),
-                                          round(real_input * len(x_all)), seed, progress)
-        x_all = torch.cat([x_all, torch.from_numpy(extra_x).unsqueeze(1)])
-        y_all = torch.cat([y_all, torch.from_numpy(extra_y.astype(np.int64))])
-
-    model = create_model(arch)
+    model = create_model(recipe.architecture)
     if start is not None:
         model.load_state_dict(start.state_dict())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps_per_epoch = (len(x_all) + batch_size - 1) // batch_size
-    total_steps = epochs * steps_per_epoch
-    schedule = one_cycle(optimizer, lr, total_steps)
+    val = mnist.split("val")
+    history = fit(model, train_x, train_y, recipe, progress=progress,
+                  val=val if recipe.validate_each_epoch else None)
+    seconds = history[-1]["seconds"]
 
-    history, started = [], time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(x_all), generator=generator)
-        seen = correct = 0
-        loss_sum = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{arch} epoch {epoch}/{epochs}",
-                   disable=not progress, leave=False, file=sys.stderr)
-        for step in bar:
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            x = x_all[idx].float() / 255.0
-            if augment:
-                x = augment_batch(x, generator, elastic=elastic, strength=aug_strength)
-            x = (x - MEAN) / STD
-            y = y_all[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            seen += len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += loss.item() * len(y)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-        bar.close()
-        val_acc = accuracy(model, val_x, val_y)
-        history.append({"epoch": epoch, "train_loss": loss_sum / seen,
-                        "train_accuracy": correct / seen, "val_accuracy": val_acc,
-                        "seconds": time.perf_counter() - started})
-        if progress:
-            print(f"{arch} epoch {epoch}/{epochs}: loss {loss_sum / seen:.4f} "
-                  f"train {correct / seen:.4f} val {val_acc:.4f} "
-                  f"({time.perf_counter() - started:.0f}s)", file=sys.stderr)
-    seconds = time.perf_counter() - started
-    test_acc = accuracy(model, *mnist.split("test"))
+    started = time.perf_counter()
+    test_acc = accuracy(model, *mnist.split("test")) if evaluate_test else None
+    to_test = seconds + time.perf_counter() - started
+    val_acc = history[-1]["val_accuracy"]
+    if val_acc is None and not full:
+        val_acc = history[-1]["val_accuracy"] = accuracy(model, *val)
     card = {
-        "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                            "augment": augment, "elastic": elastic,
-                            "aug_strength": aug_strength, "limit": limit,
-                            "label_smoothing": label_smoothing, "optimizer": "AdamW+OneCycle",
-                            "weight_decay": 5e-4, "init": init, "real_input": real_input},
-        "trained_on": f"{len(x_all)} images ({'all 60,000' if full else 'first 55,000'}"
+        "recipe": recipe.name,
+        "hyperparameters": {**recipe.to_dict(), "limit": limit, "full": full,
+                            "steps": history[-1]["steps"]},
+        "trained_on": f"{len(train_x)} images ({'all 60,000' if full else 'first 55,000'}"
                       f"{', limited' if limit else ''}"
-                      f"{', plus real-input renderings of them' if real_input else ''})",
-        "val_accuracy": history[-1]["val_accuracy"] if history else None,
+                      f"{', plus real-input renderings of them' if recipe.real_input else ''})",
+        "val_accuracy": val_acc,
         "val_held_out": not full,
         "test_accuracy": test_acc,
         "history": history,
-        "training_seconds": round(seconds, 1),
+        "training_seconds": round(seconds, 2),
+        "time_to_test_accuracy_seconds": round(to_test, 2) if evaluate_test else None,
         **_lineage(start_card, seconds),
         "data_sha256": file_checksums(data_dir),
         "versions": {"digitrec": __version__, "torch": torch.__version__,
@@ -183,6 +218,10 @@ def train(arch: str, epochs: int = 15, batch_size: int = 128, lr: float = 3e-3,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "command": shlex.join(["digitrec", *sys.argv[1:]]) if sys.argv else "",
     }
+    if progress:
+        print(f"{recipe.name} ({recipe.architecture}): {history[-1]['steps']} steps in "
+              f"{seconds:.1f}s, test accuracy "
+              f"{'not measured' if test_acc is None else f'{test_acc:.4f}'}", file=sys.stderr)
     return TrainResult(model.eval(), card, history)
 
 
@@ -196,77 +235,15 @@ def _lineage(start_card: dict, seconds: float) -> dict:
             "total_training_seconds": round(before + seconds, 1)}
 
 
-def train_and_save(arch: str, out: str | Path, half: bool = False, name: str | None = None,
-                   **kwargs) -> TrainResult:
-    """Train and write OUT/NAME.safetensors + OUT/NAME.json (NAME defaults to the arch)."""
-    result = train(arch, **kwargs)
-    save_model(result.model, out, name or arch, result.card, half=half)
+def train_and_save(recipe: Recipe, out: str | Path, half: bool = False, name: str | None = None,
+                   **run) -> TrainResult:
+    """Train (`run`: the settings of `train`) and write OUT/NAME.safetensors + OUT/NAME.json
+    (NAME defaults to the architecture)."""
+    result = train(recipe, **run)
+    save_model(result.model, out, name or recipe.architecture, result.card, half=half)
     return result
 
 
-def train_fast(arch: str = "fastnet", epochs: float = 1.5, batch_size: int = 128,
-               lr: float = 0.2, seed: int = 0, limit: int | None = None, full: bool = False,
-               label_smoothing: float = 0.1, data_dir: str | None = None,
-               threads: int | None = None, progress: bool = True,
-               evaluate_test: bool = True) -> TrainResult:
-    """The `train --fast` recipe: a lean BN net, uint8 data resident in memory, no augmentation
-    (it does not pay this short), SGD-Nesterov with a one-cycle schedule and label smoothing.
-
-    Reaches 99% MNIST test accuracy in 1.5 epochs; the card records the wall time from the first
-    step to the end of the test evaluation (`time_to_test_accuracy_seconds`)."""
-    mnist, generator, x_all, y_all = _setup(seed, threads, data_dir, full, limit)
-
-    model = create_model(arch)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                                weight_decay=5e-4)
-    total_steps = max(1, round(epochs * len(x_all) / batch_size))
-    schedule = one_cycle(optimizer, lr, total_steps)
-    shift, scale = MEAN * 255.0, 1.0 / (STD * 255.0)
-
-    started = time.perf_counter()
-    model.train()
-    order, position, loss_sum, seen = torch.randperm(len(x_all), generator=generator), 0, 0.0, 0
-    for step in tqdm(range(total_steps), desc=f"{arch} --fast", disable=not progress,
-                     leave=False, file=sys.stderr):
-        if position >= len(order):  # next epoch
-            order, position = torch.randperm(len(x_all), generator=generator), 0
-        idx = order[position:position + batch_size]
-        position += batch_size
-        x = x_all[idx].float().sub_(shift).mul_(scale)
-        loss = F.cross_entropy(model(x), y_all[idx], label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 50 == 0 or step == total_steps - 1:
-            loss_sum, seen = loss_sum + loss.item(), seen + 1
-    training_seconds = time.perf_counter() - started
-    model.eval()
-    test_acc = accuracy(model, *mnist.split("test")) if evaluate_test else None
-    to_target = time.perf_counter() - started
-    val_acc = None if full else accuracy(model, *mnist.split("val"))
-    card = {
-        "recipe": "fast",
-        "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                            "augment": False, "limit": limit, "label_smoothing": label_smoothing,
-                            "optimizer": "SGD-Nesterov(0.9)+OneCycle", "weight_decay": 5e-4,
-                            "steps": total_steps},
-        "trained_on": f"{len(x_all)} images ({'all 60,000' if full else 'first 55,000'}"
-                      f"{', limited' if limit else ''})",
-        "val_accuracy": val_acc,
-        "val_held_out": not full,
-        "test_accuracy": test_acc,
-        "history": [{"epoch": epochs, "train_loss_sampled": loss_sum / max(seen, 1),
-                     "val_accuracy": val_acc, "seconds": training_seconds}],
-        "training_seconds": round(training_seconds, 2),
-        "time_to_test_accuracy_seconds": round(to_target, 2) if evaluate_test else None,
-        "data_sha256": file_checksums(data_dir),
-        "versions": {"digitrec": __version__, "torch": torch.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "command": shlex.join(["digitrec", *sys.argv[1:]]) if sys.argv else "",
-    }
-    if progress:
-        print(f"{arch} --fast: {total_steps} steps in {training_seconds:.1f}s, test accuracy "
-              f"{test_acc if test_acc is None else f'{test_acc:.4f}'}", file=sys.stderr)
-    return TrainResult(model, card, card["history"])
+def train_fast(epochs: float = FAST.epochs, seed: int = FAST.seed, **run) -> TrainResult:
+    """`train(FAST)`: the `digitrec train --fast` recipe with another length or seed."""
+    return train(FAST.replace(epochs=epochs, seed=seed), **run)
