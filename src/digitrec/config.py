@@ -81,7 +81,7 @@ TABLE: tuple[Setting, ...] = (
             "inference backend: onnx, int8 or torch",
             "int8 when the weights carry int8.json, else onnx"),
     Setting("home", "DIGITREC_HOME", None, None, _path,
-            "where commands write when not given --out (threshold, int8 ranges, reports)",
+            "where `calibrate` and `quantize` write when not given --out",
             "$XDG_DATA_HOME/digitrec, else ~/.local/share/digitrec"),
     Setting("cache_dir", "DIGITREC_CACHE", None, None, _path,
             "cache of exported ONNX graphs", "$XDG_CACHE_HOME/digitrec, else ~/.cache/digitrec"),

@@ -77,3 +77,22 @@ def test_calibration_prefers_abstaining_on_low_confidence():
     assert 0.1 < result["threshold"] <= 0.91
     assert result["abstention_rate"] == pytest.approx(0.05)
     assert result["accepted_error_rate"] == 0.0
+
+
+def test_risk_by_hand():
+    from digitrec.evaluation.evaluate import risk
+    labels = np.array([0, 1, 2, 3])
+    p = np.full((2, 4, 10), 0.0)
+    p[:, 0, 0] = 1.0  # sure and right
+    p[:, 1, 1] = 0.9  # right, under a 0.95 threshold
+    p[:, 1, 2] = 0.1
+    p[0, 2, 2], p[1, 2, 5] = 1.0, 1.0  # the members disagree: mean 0.5 on 2 (right) and 5
+    p[:, 3, 4] = 0.99  # sure and wrong
+    p[:, 3, 3] = 0.01
+    r = risk(p, labels, threshold=0.95)
+    assert r["best_guess_accuracy"] == 0.75
+    assert r["abstention_rate"] == 0.5  # images 1 and 2
+    assert r["accuracy_when_answered"] == 0.5  # images 0 (right) and 3 (wrong)
+    assert r["accuracy_at_90_coverage"] == 0.75  # 90% of 4 images rounds to all 4
+    wide = risk(np.concatenate([p] * 5, axis=1), np.tile(labels, 5), threshold=0.95)
+    assert wide["accuracy_at_90_coverage"] == pytest.approx(13 / 18)  # 2 of the 0.5s left out

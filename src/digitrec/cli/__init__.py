@@ -205,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     module, function = args.run.split(":")
     try:
         from digitrec.config import read
-        read()  # a bad DIGITREC_* value is reported before any work starts
+        settings = read()  # a bad DIGITREC_* value is reported before any work starts
+        if settings.torch_threads:
+            import torch
+            torch.set_num_threads(settings.torch_threads)
         command = getattr(importlib.import_module(f"digitrec.cli.{module}"), function)
         return command(args)
     except DigitrecError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from digitrec.config import read
 from digitrec.errors import DataError
 
 FILES = {
@@ -69,9 +70,7 @@ def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The data directory: the argument, else $DIGITREC_DATA, else ~/.cache/digitrec/mnist."""
     if data_dir:
         return Path(data_dir).expanduser()
-    if os.environ.get("DIGITREC_DATA"):
-        return Path(os.environ["DIGITREC_DATA"]).expanduser()
-    return Path.home() / ".cache" / "digitrec" / "mnist"
+    return read().data_dir or Path.home() / ".cache" / "digitrec" / "mnist"
 
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:

@@ -54,12 +54,30 @@ class Evaluation:
     images: np.ndarray
     labels: np.ndarray
     inference: str = "torch"
+    risk: dict | None = None
 
     def to_json(self) -> dict:
-        """`{"ensemble": {...}, "members": {name: {...}}, "n": int, "inference": str}`."""
+        """`{"ensemble": {...}, "members": {name: {...}}, "n", "inference", "risk"}`."""
         return {"ensemble": self.ensemble.to_json(),
                 "members": {n: m.to_json() for n, m in self.members.items()},
-                "n": int(len(self.labels)), "inference": self.inference}
+                "n": int(len(self.labels)), "inference": self.inference, "risk": self.risk}
+
+
+def risk(member_p: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Risk as users feel it: best-guess accuracy; how often the ensemble abstains (members
+    disagree, or confidence under `threshold`) and how often it is right when it answers; and
+    the accuracy on the 90% and 95% of images it is surest of."""
+    mean = member_p.mean(axis=0)
+    guess, confidence = mean.argmax(axis=1), mean.max(axis=1)
+    right = guess == labels
+    answered = (member_p.argmax(axis=2) == guess).all(axis=0) & (confidence >= threshold)
+    order = np.argsort(-confidence, kind="stable")
+    at = {f"accuracy_at_{int(c * 100)}_coverage": float(right[order[:max(1, round(c * len(
+        labels)))]].mean()) for c in (0.90, 0.95)}
+    return {"best_guess_accuracy": float(right.mean()),
+            "abstention_rate": float(1 - answered.mean()),
+            "accuracy_when_answered": float(right[answered].mean()) if answered.any() else None,
+            **at, "threshold": threshold}
 
 
 def evaluate_recognizer(recognizer: Recognizer, images: np.ndarray,
@@ -69,7 +87,8 @@ def evaluate_recognizer(recognizer: Recognizer, images: np.ndarray,
     return Evaluation(ensemble=metrics(member_p.mean(axis=0), labels),
                       members={name: metrics(member_p[k], labels)
                                for k, name in enumerate(recognizer.ensemble.members)},
-                      images=images, labels=labels, inference=recognizer.inference)
+                      images=images, labels=labels, inference=recognizer.inference,
+                      risk=risk(member_p, labels, recognizer.threshold))
 
 
 def format_text(result: Evaluation) -> str:
@@ -84,6 +103,14 @@ def format_text(result: Evaluation) -> str:
               "  recall           " + "  ".join(f"{r:6.4f}" for r in e.recall),
               "", f"misclassified test indices: {e.misclassified[:30]}"
               + (" …" if len(e.misclassified) > 30 else "")]
+    if result.risk:
+        r = result.risk
+        answered = r["accuracy_when_answered"]
+        lines += ["", f"abstains on {r['abstention_rate']:.2%} (threshold {r['threshold']:g} or "
+                  f"members disagree); right on {answered:.2%} of the rest" if answered is not None
+                  else f"abstains on every image (threshold {r['threshold']:g})",
+                  f"accuracy on the 90% it is surest of: {r['accuracy_at_90_coverage']:.2%}, "
+                  f"on the 95%: {r['accuracy_at_95_coverage']:.2%}"]
     return "\n".join(lines)
 
 
