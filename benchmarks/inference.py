@@ -1,7 +1,8 @@
 """Batch inference of the ensemble: images/s and achieved GFLOP/s as a fraction of this machine's
 fp32 matmul peak, measured in the same run on the same thread count, for the reference Ensemble
-(eager PyTorch, as trained) and for `digitrec.fast.optimize` — ensemble and each member; for
-the ensemble also the int8 graph the web app serves (when the weights carry an int8.json): its
+(eager PyTorch, as trained) and for `digitrec.inference.create_backend` — ensemble and each
+member; for the ensemble also the int8 graph the web app serves (when the weights carry an
+int8.json): its
 GFLOP/s count the same fp32-equivalent operations, so its "% of peak" is an effective figure.
 
 FLOPs are counted analytically with forward hooks on the reference model: 2 x multiply-adds of
@@ -23,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from digitrec.fast import onnx_available, optimize
 from torch import nn
 from tqdm import tqdm
 
 from digitrec.data.mnist import DataNotFoundError, load_mnist
+from digitrec.inference import create_backend as optimize
 from digitrec.inference.int8 import load_int8_ranges
+from digitrec.inference.onnx_backend import onnx_available
 from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, to_tensor
 
 

@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _canvas import canvas_png  # noqa: E402
-from digitrec.fast import onnx_available, optimize  # noqa: E402
 
+from digitrec.inference import create_backend as optimize  # noqa: E402
 from digitrec.inference.int8 import load_int8_ranges  # noqa: E402
+from digitrec.inference.onnx_backend import onnx_available  # noqa: E402
 from digitrec.models import BUNDLED_DIR  # noqa: E402
 from digitrec.preprocess import preprocess  # noqa: E402
 from digitrec.recognizer import Recognizer  # noqa: E402

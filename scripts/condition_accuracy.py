@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--limit", type=int, help="first N images of the split")
     parser.add_argument("--conditions", nargs="+", default=["plain", "thin", "thick", "small"],
-                        help="'plain' (the split as is) and names from digitrec.synth.CONDITIONS")
+                        help="'plain' (the split as is) and names from "
+                        "digitrec.data.synth.CONDITIONS")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from digitrec.data.mnist import load_mnist
-from digitrec.evaluation.evaluate import member_probabilities
 from digitrec.models import load_ensemble
+from digitrec.recognizer import Recognizer
 
 MAX_BYTES = 10 * 1024 * 1024
 
@@ -28,12 +28,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     mnist = load_mnist()
-    ensemble, _ = load_ensemble(args.candidates)
+    ensemble, cards = load_ensemble(args.candidates)
+    recognizer = Recognizer(ensemble, cards, threshold=0.0, backend=ensemble)  # as trained
     names = list(ensemble.members)
     sizes = {n: sum(p.numel() * p.element_size() for p in m.state_dict().values()) // 2
              for n, m in ensemble.members.items()}  # stored as float16
     (val_x, val_y), (test_x, test_y) = mnist.split("val"), mnist.split("test")
-    val_p, test_p = member_probabilities(ensemble, val_x), member_probabilities(ensemble, test_x)
+    val_p = recognizer.member_probabilities(val_x)
+    test_p = recognizer.member_probabilities(test_x)
 
     print("| member | val accuracy | test accuracy |\n|---|---:|---:|")
     for k, name in enumerate(names):
