@@ -156,19 +156,18 @@ class Recognizer:
         """Load the models in `path` (the bundled ensemble by default). `backend`: "onnx",
         "int8" or "torch" (digitrec.inference), default: `default_backend(path)`. `batching`:
         serve concurrent calls from several threads as shared batches (for servers)."""
-        from digitrec.inference.int8 import load_int8_ranges
-
-        directory = Path(path) if path else BUNDLED_DIR
-        if not directory.is_dir():
-            raise ModelError(f"no weights directory {directory}")
-        ensemble, cards = load_ensemble(directory)
-        name = check_backend(backend) or default_backend(directory)
-        ranges = load_int8_ranges(directory, ensemble) if name == "int8" else None
-        if name == "int8" and ranges is None:
-            raise ModelError(f"no {INT8_FILE} in {directory}: run `digitrec quantize` to record "
-                             "int8 ranges for these weights")
+        directory, ensemble, cards, name, ranges = _load_parts(path, backend)
         return cls(ensemble, cards, read_threshold(directory),
                    create_backend(ensemble, name, ranges), batching)
+
+    @staticmethod
+    def check(path: str | os.PathLike | None = None, backend: str | None = None) -> str:
+        """What `load` would check, without building the backend (cheap, no threads: a server
+        calls it once before forking its workers): ModelError or ConfigError when the weights,
+        their threshold or their int8 ranges cannot be used; the backend's name otherwise."""
+        directory, _, _, name, _ = _load_parts(path, backend)
+        read_threshold(directory)
+        return name or "onnx"
 
     @property
     def inference(self) -> str:
@@ -261,6 +260,24 @@ class Recognizer:
         segments = segment_digits(image, score)
         digits = self._run(np.stack([s.image28 for s in segments]))
         return NumberReading(digits=digits, boxes=[s.box for s in segments])
+
+
+def _load_parts(path: str | os.PathLike | None, backend: str | None
+                ) -> tuple[Path, Ensemble, dict[str, dict], str | None, dict | None]:
+    """The weights directory, the ensemble and cards in it, the backend's name and (for int8)
+    its ranges; ModelError or ConfigError when they cannot be used."""
+    from digitrec.inference.int8 import load_int8_ranges
+
+    directory = Path(path) if path else BUNDLED_DIR
+    if not directory.is_dir():
+        raise ModelError(f"no weights directory {directory}")
+    ensemble, cards = load_ensemble(directory)
+    name = check_backend(backend) or default_backend(directory)
+    ranges = load_int8_ranges(directory, ensemble) if name == "int8" else None
+    if name == "int8" and ranges is None:
+        raise ModelError(f"no {INT8_FILE} in {directory}: run `digitrec quantize` to record "
+                         "int8 ranges for these weights")
+    return directory, ensemble, cards, name, ranges
 
 
 def read_threshold(directory: Path) -> float:

@@ -326,3 +326,22 @@ def test_gunicorn_runs_sync_workers_by_default_and_gthread_with_threads(monkeypa
     assert gunicorn_conf.connections_per_worker(4) == 8 and settings["keepalive"]
     monkeypatch.setenv("DIGITREC_WORKER_CONNECTIONS", "32")
     assert gunicorn_conf.connections_per_worker(4) == 32
+
+
+def test_serve_refuses_stale_int8_ranges_once_before_forking(tmp_path):
+    """A stale int8.json is one clear line and exit status 4, not a traceback per worker."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from digitrec.models import BUNDLED_DIR
+    shutil.copytree(BUNDLED_DIR, tmp_path / "w", ignore=shutil.ignore_patterns("zoo"))
+    stale = json.loads((tmp_path / "w" / "int8.json").read_text())
+    stale["weights_sha256"] = "0" * 64
+    (tmp_path / "w" / "int8.json").write_text(json.dumps(stale))
+    done = subprocess.run([sys.executable, "-m", "digitrec", "serve", "--weights",
+                           str(tmp_path / "w"), "--port", "0"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 4 and "Traceback" not in done.stderr
+    assert "recorded for other weights" in done.stderr and len(done.stderr.splitlines()) == 1

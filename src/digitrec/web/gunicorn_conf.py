@@ -66,15 +66,15 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
           dev: bool = False) -> None:
     """Serve the app with gunicorn (or Flask's development server when `dev`); None: the
     setting's value (digitrec.config)."""
-    from digitrec.errors import ModelError
     from digitrec.models import BUNDLED_DIR
+    from digitrec.recognizer import Recognizer
     directory = Path(weights) if weights else BUNDLED_DIR
-    if not any(directory.glob("*.safetensors")):
-        raise ModelError(f"no *.safetensors models in {directory}")
+    inference = inference or _SETTINGS.inference
+    Recognizer.check(directory, inference)  # once, with one clear error, before any worker
     from digitrec.web import create_app
     host = host or _SETTINGS.host
     port = _SETTINGS.port if port is None else port
-    config = {"WEIGHTS": str(directory), "INFERENCE": inference or _SETTINGS.inference}
+    config = {"WEIGHTS": str(directory), "INFERENCE": inference}
     if dev:
         create_app({**config, "TEMPLATES_AUTO_RELOAD": True}).run(host=host, port=port,
                                                                    threaded=True)
