@@ -1,8 +1,7 @@
 """Single-image latency in process: `Recognizer.predict` on a 280x280 canvas-style PNG, with the
 split between preprocessing (decode + MNIST-style normalisation) and the model (classify), for
-onnxruntime (what Recognizer runs by default), onnxruntime int8 (what the web app serves, when
-the weights carry an int8.json), the torch fast path and the reference eager ensemble, in one
-run.
+onnxruntime fp32, onnxruntime int8 (what the web app and, by default, every caller runs when the
+weights carry an int8.json), the torch fast path and the reference eager ensemble, in one run.
 
     .venv/bin/python benchmarks/latency.py [--weights DIR] [--calls 2000] [--threads 2]
 """
@@ -61,7 +60,7 @@ def main() -> int:
     batch = image28[None]
     assert recognizer.predict(png).best_guess == recognizer.classify(batch)[0].best_guess
 
-    default = recognizer.fast
+    default = recognizer.backend
     onnx = onnx_available() and not args.no_onnx
     calibration = load_int8_ranges(args.weights or BUNDLED_DIR, recognizer.ensemble)
     paths = {"onnxruntime": optimize(recognizer.ensemble, "onnx") if onnx else None,
@@ -75,13 +74,13 @@ def main() -> int:
         for label, module in paths.items():
             if module is None:
                 continue
-            recognizer.fast = module
+            recognizer.backend = module
             measured[f"predict (preprocess + model), {label}"] = timings(
                 lambda: recognizer.predict(png), args.calls, args.warmup, f"predict {label}")
             measured[f"  model only: classify, {label}"] = timings(
                 lambda: recognizer.classify(batch), args.calls, args.warmup, f"classify {label}")
     finally:
-        recognizer.fast = default
+        recognizer.backend = default
 
     print(f"\n# single-image latency, 280x280 canvas PNG ({len(png):,} bytes), "
           f"{args.calls} calls after {args.warmup} warm-up, {args.threads} threads, "
