@@ -7,6 +7,7 @@ Bytes → decode + preprocess (digitrec.io, digitrec.preprocess) → 28x28 → b
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -122,9 +123,27 @@ def preprocess_or_error(source: ImageSource) -> np.ndarray | DigitrecError:
                           f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})")
 
 
-def _preprocess_chunk(sources: Sequence[ImageSource]) -> list[np.ndarray | DigitrecError]:
+@dataclass
+class _Chunk:
+    """A chunk of inputs preprocessed: the 28x28 images of the good ones, stacked, and the
+    errors of the others by position (small to send back from a worker process)."""
+
+    size: int
+    images28: np.ndarray
+    errors: dict[int, DigitrecError]
+
+
+def _preprocess_chunk(sources: Sequence[ImageSource]) -> _Chunk:
     """preprocess_or_error over a chunk (what each worker process runs)."""
-    return [preprocess_or_error(source) for source in sources]
+    images28, errors = [], {}
+    for k, source in enumerate(sources):
+        result = preprocess_or_error(source)
+        if isinstance(result, DigitrecError):
+            errors[k] = result
+        else:
+            images28.append(result)
+    stacked = np.stack(images28) if images28 else np.empty((0, 28, 28), np.uint8)
+    return _Chunk(len(sources), stacked, errors)
 
 
 def default_backend(weights: str | os.PathLike | None) -> str | None:
@@ -147,6 +166,7 @@ class Recognizer:
         self.cards = cards
         self.threshold = threshold
         self.backend = backend if backend is not None else create_backend(self.ensemble)
+        self._single: Backend | None = None  # the backend on one thread, for predict_many
         # what predict, predict_many and read_number call: classify, or one shared by threads
         self._run = MicroBatcher(self.classify) if batching else self.classify
 
@@ -176,17 +196,20 @@ class Recognizer:
         return f"onnxruntime {precision}" if precision else "torch"
 
     @torch.inference_mode()
-    def member_probabilities(self, images28: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def member_probabilities(self, images28: np.ndarray, batch_size: int = 1000,
+                             backend: Backend | None = None) -> np.ndarray:
         """Per-member probabilities (M, N, 10) of already-normalised uint8 images (N, 28, 28)."""
+        backend = backend or self.backend
         return np.concatenate(
-            [self.backend.member_probabilities(to_tensor(images28[i:i + batch_size])).numpy()
+            [backend.member_probabilities(to_tensor(images28[i:i + batch_size])).numpy()
              for i in range(0, len(images28), batch_size)], axis=1)
 
-    def classify(self, images28: np.ndarray) -> list[Prediction]:
-        """Run the ensemble on already-normalised uint8 images (N, 28, 28)."""
+    def classify(self, images28: np.ndarray, backend: Backend | None = None) -> list[Prediction]:
+        """Run the ensemble (on `backend`, default its own) on already-normalised uint8
+        images (N, 28, 28)."""
         if len(images28) == 0:
             return []
-        member_p = self.member_probabilities(images28)
+        member_p = self.member_probabilities(images28, backend=backend)
         mean_p = member_p.mean(axis=0)
         digits = mean_p.argmax(axis=1)
         confidences = mean_p[np.arange(len(mean_p)), digits]
@@ -214,7 +237,7 @@ class Recognizer:
             raise result
         return self._run(result[None])[0]
 
-    def predict_many(self, images: Iterable[ImageSource], batch_size: int = 256,
+    def predict_many(self, images: Iterable[ImageSource], batch_size: int = 128,
                      workers: int | None = None,
                      progress: bool = False) -> list[Prediction | PredictionError]:
         """Read one digit from each image: one result per input, in order, a PredictionError
@@ -223,33 +246,45 @@ class Recognizer:
         batches of `batch_size`; `progress` shows a progress bar."""
         return list(self.predict_iter(images, batch_size, workers, progress))
 
-    def predict_iter(self, images: Iterable[ImageSource], batch_size: int = 256,
+    def predict_iter(self, images: Iterable[ImageSource], batch_size: int = 128,
                      workers: int | None = None,
                      progress: bool = False) -> Iterator[Prediction | PredictionError]:
         """predict_many's results as they are ready (a batch at a time), in order."""
         from tqdm import tqdm
 
+        from digitrec.preprocess.parallel import worker_count
+
         images = list(images)
+        workers = worker_count(workers, len(images))
+        # beside worker processes, the model runs on one thread (its idle threads would spin)
+        classify = self._run if workers <= 1 else functools.partial(
+            self.classify, backend=self._one_thread_backend())
         with tqdm(total=len(images), desc="reading", unit="img", disable=not progress,
                   file=sys.stderr) as bar:
             for chunk in self._preprocessed(images, batch_size, workers):
-                good = [item for item in chunk if not isinstance(item, DigitrecError)]
-                answers = iter(self._run(np.stack(good)) if good else [])
-                yield from (PredictionError(item) if isinstance(item, DigitrecError)
-                            else next(answers) for item in chunk)
-                bar.update(len(chunk))
+                answers = iter(classify(chunk.images28))
+                yield from (PredictionError(chunk.errors[k]) if k in chunk.errors
+                            else next(answers) for k in range(chunk.size))
+                bar.update(chunk.size)
 
-    def _preprocessed(self, images: list[ImageSource], batch_size: int,
-                      workers: int | None) -> Iterator[list[np.ndarray | DigitrecError]]:
-        """Chunks of preprocessed images (or their errors), in order; several worker
-        processes when there is enough work to pay for them."""
-        from digitrec.preprocess.parallel import parallel_map, worker_count
+    def _one_thread_backend(self) -> Backend:
+        """The backend on one thread (made once, when the backend can be)."""
+        if self._single is None:
+            with_threads = getattr(self.backend, "with_threads", None)
+            self._single = with_threads(1) if with_threads else self.backend
+        return self._single
+
+    @staticmethod
+    def _preprocessed(images: list[ImageSource], batch_size: int,
+                      workers: int) -> Iterator[_Chunk]:
+        """Chunks of preprocessed images (or their errors), in order, in `workers` worker
+        processes when more than one."""
+        from digitrec.preprocess.parallel import parallel_map
         chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
-        count = worker_count(workers, len(images))
-        if count <= 1:
+        if workers <= 1:
             yield from map(_preprocess_chunk, chunks)
         else:
-            yield from parallel_map(_preprocess_chunk, chunks, count)
+            yield from parallel_map(_preprocess_chunk, chunks, workers)
 
     def read_number(self, image: ImageSource) -> NumberReading:
         """Split a line of handwritten digits and read each, left to right (the models'

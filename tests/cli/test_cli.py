@@ -89,28 +89,6 @@ def test_export_needs_a_format_and_fails_when_the_file_disagrees(mnist, tmp_path
     assert "does not predict what the reference" in capsys.readouterr().err
 
 
-def test_train_ensemble_fine_tunes_each_bundled_member(monkeypatch, tmp_path, capsys):
-    import digitrec.training.loop
-    calls = []
-
-    class Result:
-        card = {"test_accuracy": 0.99, "training_seconds": 1.0}
-
-    def fake_train_and_save(arch, out, half=False, name=None, **kwargs):
-        calls.append((name, arch, kwargs.get("init"), kwargs.get("real_input"), kwargs["epochs"]))
-        return Result()
-
-    monkeypatch.setattr(digitrec.training.loop, "train_and_save", fake_train_and_save)
-    assert main(["train-ensemble", "--members", "vgg8b", "--out", str(tmp_path)]) == 0
-    tuned = str(tmp_path / "vgg8b.safetensors")
-    assert calls == [("vgg8b", "vgg8", None, 0.0, 11),
-                     ("vgg8b", "vgg8", tuned, 0.5, 2), ("vgg8b", "vgg8", tuned, 0.5, 2)]
-    calls.clear()
-    assert main(["train-ensemble", "--members", "vgg8b", "--epochs", "1",
-                 "--out", str(tmp_path)]) == 0
-    assert calls == [("vgg8b", "vgg8", None, 0.0, 1)]  # --epochs: a quick run, no fine-tuning
-
-
 def test_exit_codes_and_no_traceback_for_known_errors(tmp_path):
     """2: usage or configuration, 3: an input that cannot be read, 4: the model; one line on
     stderr, no traceback (with --debug, the traceback)."""

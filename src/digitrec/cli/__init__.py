@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", metavar="ARCH", help="architecture (required, except with "
                        f"--fast: fastnet): {', '.join(ARCHITECTURES)}")
     train.add_argument("--fast", action="store_true",
-                       help="the fast recipe (train_fast: fastnet, 1.5 epochs, SGD one-cycle, no "
-                       "augmentation; --batch-size, --lr, --augment do not apply)")
+                       help="the FAST recipe (digitrec.training.recipes: fastnet, 1.5 epochs, "
+                       "SGD one-cycle, no augmentation; --batch-size, --lr, --augment do not "
+                       "apply)")
     train.add_argument("--name", help="file name of the saved model (default: the architecture)")
     train.add_argument("--init", metavar="SAFETENSORS",
                        help="start from these weights (fine-tuning) instead of random ones")

@@ -210,9 +210,11 @@ class Int8Ensemble(OnnxEnsemble):
             with contextlib.suppress(Exception):  # corrupt or stale: quantise afresh below
                 self.session = onnx_session(cached, self.threads)
                 check_probe(self.member_probabilities, ranges)
+                self.running = cached
                 return
         int8 = quantized_graph(self.graph, ranges)
         self.session = onnx_session(int8, self.threads)
         check_probe(self.member_probabilities, ranges)
+        self.running = int8
         if path:
             write_cache(path, int8)

@@ -5,6 +5,7 @@ graph to a file."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import secrets
@@ -176,7 +177,18 @@ class OnnxEnsemble:
                 raise ModelError("the exported ONNX graph does not match the ensemble")
             if self.cache_path:
                 write_cache(self.cache_path, graph)
-        self.graph = graph
+        self.graph = graph  # the fp32 graph
+        self.running = graph  # the graph the session runs
+
+    def with_threads(self, threads: int) -> OnnxEnsemble:
+        """The same graph on a session of its own with `threads` intra-op threads (e.g. one,
+        beside worker processes that need the other cores)."""
+        if threads == self.threads:
+            return self
+        twin = copy.copy(self)
+        twin.threads = threads
+        twin.session = onnx_session(self.running, threads)
+        return twin
 
     def _matches(self, ensemble: Ensemble) -> bool:
         """Whether the session computes what the ensemble computes, on a fixed probe batch."""
