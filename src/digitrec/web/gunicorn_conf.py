@@ -61,16 +61,27 @@ def _settings() -> dict:
     return {name: globals()[name] for name in names}
 
 
+def _check_before_forking(directory: Path, inference: str | None) -> None:
+    """Recognizer.check once, before any worker starts, so that unusable weights are one clear
+    error rather than a traceback per worker. It runs in a child process: torch operations in
+    gunicorn's master would start OpenMP threads that the forked workers then hang on."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from digitrec.recognizer import Recognizer
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(Recognizer.check, directory, inference).result()
+
+
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None,
           threads: int | None = None, weights: str | None = None, inference: str | None = None,
           dev: bool = False) -> None:
     """Serve the app with gunicorn (or Flask's development server when `dev`); None: the
     setting's value (digitrec.config)."""
     from digitrec.models import BUNDLED_DIR
-    from digitrec.recognizer import Recognizer
     directory = Path(weights) if weights else BUNDLED_DIR
     inference = inference or _SETTINGS.inference
-    Recognizer.check(directory, inference)  # once, with one clear error, before any worker
+    _check_before_forking(directory, inference)
     from digitrec.web import create_app
     host = host or _SETTINGS.host
     port = _SETTINGS.port if port is None else port
