@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -423,3 +424,18 @@ def test_pillow_decodes_what_libspng_refuses(monkeypatch, sample):
 
     monkeypatch.setattr(pyspng, "load", refuse)
     assert np.array_equal(preprocess(data), expected)
+
+
+def test_a_truncated_file_opened_lazily_is_a_decode_error():
+    """Image.open(truncated) defers the decoding: its error is still an ImageDecodeError."""
+    raw = (Path(__file__).resolve().parents[2] / "examples" / "seven.png").read_bytes()
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+        preprocess(Image.open(io.BytesIO(raw[:len(raw) // 2])))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_thin_strips_of_wide_modes_are_no_digit_not_a_crash(mode):
+    noise = np.random.default_rng(0).random((2, 3000)) * 1000
+    image = Image.fromarray(noise.astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]))
+    with pytest.raises(NoDigitError):
+        preprocess(image)

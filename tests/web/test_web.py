@@ -345,3 +345,49 @@ def test_serve_refuses_stale_int8_ranges_once_before_forking(tmp_path):
                           timeout=120)
     assert done.returncode == 4 and "Traceback" not in done.stderr
     assert "recorded for other weights" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+# ---- hostile requests (issue 14) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("body", ['{"a":' * 1000 + "1" + "}" * 1000, "[" * 50_000 + "]" * 50_000])
+def test_deeply_nested_json_is_a_400_not_a_500(client, body):
+    response = client.post("/api/predict", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "malformed JSON body: nested too deeply"}
+
+
+def test_too_many_multipart_parts_says_so(client):
+    fields = {f"f{i}": "x" for i in range(1500)}
+    response = client.post("/api/predict", data=fields, content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert "too many parts" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1000, 5), (3000, 2)])
+def test_a_degenerate_16_bit_strip_is_an_input_error(client, width, height):
+    import numpy as np
+    noise = np.random.default_rng(0).integers(0, 65535, (height, width), dtype=np.uint16)
+    strip = io.BytesIO()
+    Image.fromarray(noise).save(strip, "PNG")
+    response = client.post("/api/predict", data=strip.getvalue(), content_type="image/png")
+    assert response.status_code == 422
+    assert response.get_json()["error"].startswith("no digit found")
+
+
+def test_a_bad_chunk_size_is_a_400_from_the_real_server(tmp_path):
+    import http.client
+    from urllib.parse import urlparse
+
+    from conftest import digitrec_server
+    with digitrec_server(tmp_path / "server.log") as url:
+        address = urlparse(url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        connection.putrequest("POST", "/api/predict")
+        connection.putheader("Content-Type", "image/png")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        connection.send(b"zz\r\nnot hex\r\n0\r\n\r\n")
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 400, body
+        assert b'"error"' in body

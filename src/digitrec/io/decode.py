@@ -145,6 +145,11 @@ def load_image(source: ImageSource, max_side: int | None = None) -> Image.Image:
     `max_side` lets JPEG decoding skip detail that the long side will not keep anyway."""
     if isinstance(source, Image.Image):
         _check_size(*source.size)
+        try:
+            source.load()  # a lazily opened file may be truncated or corrupt
+        except Exception as exc:
+            raise ImageDecodeError(f"the image data is corrupt or truncated: {reason(exc)}"
+                                   ) from None
         return source
     if isinstance(source, np.ndarray):
         return _array_to_image(source)

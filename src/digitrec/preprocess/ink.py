@@ -78,11 +78,13 @@ def _wide_grey(image: Image.Image) -> np.ndarray:
 
 
 def _block_reduce(a: np.ndarray, factor: int) -> np.ndarray:
-    """Average `factor` x `factor` blocks (a partial block at the edge is dropped)."""
+    """Average `factor` x `factor` blocks (a partial block at the edge is dropped); a side
+    shorter than `factor` (a thin strip) is averaged whole, never reduced to nothing."""
     if factor <= 1:
         return a
-    h, w = a.shape[0] // factor * factor, a.shape[1] // factor * factor
-    return a[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    fy, fx = min(factor, a.shape[0]), min(factor, a.shape[1])
+    h, w = a.shape[0] // fy * fy, a.shape[1] // fx * fx
+    return a[:h, :w].reshape(h // fy, fy, w // fx, fx).mean(axis=(1, 3))
 
 
 def _sample(a: np.ndarray, n: int = 16384) -> np.ndarray:

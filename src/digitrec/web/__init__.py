@@ -68,7 +68,13 @@ def _http_error(exc: HTTPException):
     message = exc.description or exc.name
     if exc.code == 413 and not getattr(exc, "custom", False):
         limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
-        message = f"the upload is too large: the limit is {limit / 1024 / 1024:.1f} MB"
+        length = request.content_length
+        if length is not None and length <= limit:  # werkzeug's cap on multipart parts
+            parts = current_app.config.get("MAX_FORM_PARTS") or 1000
+            message = (f"the multipart form has too many parts: the limit is {parts} "
+                       "(send one field, 'image')")
+        else:
+            message = f"the upload is too large: the limit is {limit / 1024 / 1024:.1f} MB"
     response = jsonify(error=message)
     response.status_code = exc.code or 500
     if getattr(exc, "valid_methods", None):  # 405 says what is allowed

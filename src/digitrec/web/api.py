@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import time
 
@@ -11,6 +12,12 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from digitrec.web.openapi import spec
+
+try:  # what gunicorn raises, mid-request, for a body it cannot parse
+    from gunicorn.http.errors import ParseException
+    BODY_ERRORS: tuple[type[Exception], ...] = (OSError, ParseException)
+except ImportError:  # another WSGI server
+    BODY_ERRORS = (OSError,)
 
 api = Blueprint("api", __name__)
 
@@ -71,9 +78,12 @@ def _decode_base64(text: str) -> bytes:
 
 
 def _image_from_json() -> bytes:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "malformed JSON body")
+    try:
+        body = json.loads(request.get_data())
+    except RecursionError:
+        raise ApiError(400, "malformed JSON body: nested too deeply") from None
+    except ValueError:  # also bytes that are not UTF-8
+        raise ApiError(400, "malformed JSON body") from None
     if not isinstance(body, dict) or not isinstance(body.get("image"), str):
         raise ApiError(400, 'expected a JSON object {"image": "data:image/png;base64,..."}')
     return _decode_base64(body["image"])
@@ -89,6 +99,14 @@ def _image_from_multipart() -> bytes:
 
 def read_image() -> bytes:
     """The image bytes of the request: multipart field `image`, JSON data URL, or a raw body."""
+    try:
+        return _read_image()
+    except BODY_ERRORS:  # the server could not read the body: bad chunked encoding, a cut upload
+        raise ApiError(400, "the request body could not be read (malformed chunked encoding, "
+                            "or the upload was cut off)") from None
+
+
+def _read_image() -> bytes:
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
         data = _image_from_multipart()
