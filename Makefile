@@ -9,7 +9,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 SHARED_MNIST := $(abspath ../shared/mnist)
 export DIGITREC_DATA ?= $(if $(wildcard $(SHARED_MNIST)),$(SHARED_MNIST),)
 
-.PHONY: setup run test lint bench browser clean
+.PHONY: setup run test lint bench browser postgresql clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,13 +24,16 @@ setup: $(VENV)/.installed
 browser:
 	@scripts/ensure-chromium.sh
 
+postgresql:
+	@scripts/ensure-postgresql.sh
+
 run: setup
 	$(VENV)/bin/digitrec serve
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup browser lint
+test: setup browser postgresql lint
 	$(VENV)/bin/pytest -q
 
 bench: setup

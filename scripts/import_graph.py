@@ -22,11 +22,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),
     ("inference",),
     ("recognizer",),
+    ("feedback",),
     ("training",),
     ("evaluation",),
     ("web", "cli", "__main__"),
 ]
-SERVING = ("web", "recognizer", "inference", "models", "preprocess", "io", "config", "errors")
+SERVING = ("web", "feedback", "recognizer", "inference", "models", "preprocess", "io", "config",
+           "errors")
 NOT_FOR_SERVING = ("training", "evaluation", "data", "cli", "__main__")
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
@@ -175,6 +177,7 @@ def draw(path: Path) -> None:
     pairs = transitive_reduction(part_edges(module_edges()))
     position = {"__main__": (0.9, 9.2), "cli": (0.6, 9.2), "web": (0.15, 8.2),
                 "evaluation": (0.85, 7.6), "training": (0.85, 5.6), "recognizer": (0.4, 6.8),
+                "feedback": (0.45, 7.95),
                 "inference": (0.4, 5.4), "models": (0.4, 4.2), "preprocess": (0.4, 3.0),
                 "io": (0.2, 1.8), "data": (0.85, 2.4), "errors": (0.25, 0.4),
                 "config": (0.6, 0.8)}

@@ -65,17 +65,20 @@ def mnist(mnist_dir):
 
 
 @contextlib.contextmanager
-def digitrec_server(log_path: Path) -> Iterator[str]:
-    """`digitrec serve` (gunicorn, one worker of the default class, the test weights) on a free
-    port, its output in `log_path`; yields its base URL once /healthz answers."""
+def digitrec_server(log_path: Path, workers: int = 1,
+                    env: dict[str, str] | None = None) -> Iterator[str]:
+    """`digitrec serve` (gunicorn, `workers` workers of the default class, the test weights) on
+    a free port, its output in `log_path`, `env` added to its environment; yields its base URL
+    once /healthz answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--workers",
-             "1", "--weights", str(weights_dir())],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+             str(workers), "--weights", str(weights_dir())],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -51,6 +51,13 @@ def _switch(text: str) -> bool:
     raise ValueError("must be 1 or 0")
 
 
+def _db_url(text: str) -> str:
+    if "://" not in text:
+        raise ValueError("must be a database URL: sqlite:///PATH or "
+                         "postgresql+psycopg://USER@HOST/DATABASE")
+    return text.strip()
+
+
 def _backend(text: str) -> str | None:
     lowered = text.strip().lower()
     if lowered and lowered not in BACKEND_NAMES:
@@ -100,6 +107,9 @@ TABLE: tuple[Setting, ...] = (
             "concurrent requests in one worker share model batches (1/0)", "1"),
     Setting("screenshot", "DIGITREC_SCREENSHOT", None, None, _path,
             "tests only: where the browser test saves its screenshot", "a temporary file"),
+    Setting("db_url", "DIGITREC_DB_URL", "--db", None, _db_url,
+            "database of corrections (SQLAlchemy URL: sqlite:///PATH, postgresql+psycopg://...)",
+            "$DIGITREC_HOME/feedback.sqlite3"),
 )
 
 
@@ -120,6 +130,7 @@ class Settings:
     worker_connections: int | None
     micro_batch: bool
     screenshot: Path | None
+    db_url: str | None
 
     def data_home(self) -> Path:
         """Where commands write files by default (never into the installed package)."""

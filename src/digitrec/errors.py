@@ -54,6 +54,22 @@ class NoDigitError(InputError):
     http_status = 422
 
 
+class LabelError(InputError):
+    """A correction's label that is not a digit or a string of digits (digitrec.feedback)."""
+
+
+class LabelMismatchError(LabelError):
+    """A correction's label whose digit count cannot match the digits read in the image."""
+
+    http_status = 422
+
+
+class StorageError(DigitrecError):
+    """The database of corrections cannot be reached or written (digitrec.feedback)."""
+
+    http_status = 503
+
+
 class ModelError(DigitrecError):
     """Weights that cannot be loaded or run: missing, corrupt, for another architecture."""
 

@@ -1,5 +1,5 @@
 """The `digitrec` command: data fetch, train, train-ensemble, evaluate, calibrate, quantize,
-predict, compare, serve, export.
+predict, compare, serve, export, feedback.
 
 Building the parser imports nothing heavy (no torch): each sub-command's module is imported
 only when it runs. Known errors (digitrec.errors) print one line and exit with their code (2
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from digitrec import __version__
@@ -21,7 +22,7 @@ ARCHITECTURES = ("cnn1", "cnn5", "cnnbn", "fastnet", "vgg8")
 BUNDLED_MEMBERS = ("cnnbn", "vgg8b", "vgg8c")
 # Libraries of the optional extras (pyproject.toml), by the extra that installs them.
 EXTRAS = {"flask": "web", "gunicorn": "web", "werkzeug": "web", "matplotlib": "train",
-          "sklearn": "compare"}
+          "sklearn": "compare", "sqlalchemy": "db", "alembic": "db", "psycopg": "db"}
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,12 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 def _add_weights(parser: argparse.ArgumentParser, what: str = "models") -> None:
     parser.add_argument("--weights", help=f"directory of {what} (default: $DIGITREC_WEIGHTS, "
                         "else the bundled ensemble)")
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL", help="database of corrections: sqlite:///PATH "
+                        "or postgresql+psycopg://USER@HOST/DB (default: $DIGITREC_DB_URL, else "
+                        "feedback.sqlite3 under $DIGITREC_HOME)")
 
 
 def _add_inference(parser: argparse.ArgumentParser) -> None:
@@ -171,8 +178,28 @@ def build_parser() -> argparse.ArgumentParser:
                      "its gthread worker, with keep-alive)")
     _add_weights(srv)
     _add_inference(srv)
+    _add_db(srv)
     srv.add_argument("--dev", action="store_true", help="Flask's development server instead")
     srv.set_defaults(run="serve:serve")
+
+    fb = sub.add_parser("feedback", help="the corrections database: stats, export, import, purge")
+    fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
+    fb_stats = fb_sub.add_parser("stats", help="counts by label, model version, confusion")
+    fb_stats.add_argument("--json", action="store_true", help="print one JSON object")
+    fb_exp = fb_sub.add_parser("export", help="write <id>_<label>.png files and labels.csv")
+    fb_exp.add_argument("dir", help="folder to write to (created)")
+    fb_imp = fb_sub.add_parser("import", help="store a folder of labelled images (an export, "
+                               "or *_<label>.png) as corrections, read by the models")
+    fb_imp.add_argument("dir", help="folder with labels.csv, or *_<label>.png files")
+    _add_weights(fb_imp)
+    _add_inference(fb_imp)
+    fb_purge = fb_sub.add_parser("purge", help="delete corrections stored before a date")
+    fb_purge.add_argument("--before", required=True, metavar="DATE",
+                          help="a date (2026-01-31: midnight UTC) or ISO time")
+    for command, function in ((fb_stats, "stats"), (fb_exp, "export"),
+                              (fb_imp, "import_folder"), (fb_purge, "purge")):
+        _add_db(command)
+        command.set_defaults(run=f"feedback:{function}")
 
     cmp = sub.add_parser("compare", help="SVM vs MLP vs each CNN vs the ensemble: report + plots")
     cmp.add_argument("--quick", action="store_true",
@@ -204,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `digitrec` console script: the command's exit status."""
     args = build_parser().parse_args(argv)
     module, function = args.run.split(":")
+    if getattr(args, "db", None):  # --db: for this process and the server's workers
+        os.environ["DIGITREC_DB_URL"] = args.db
     try:
         from digitrec.config import read
         settings = read()  # a bad DIGITREC_* value is reported before any work starts

@@ -41,8 +41,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["digitrec.recognizer"] = recognizer
 
     from digitrec.web.api import api
+    from digitrec.web.feedback import feedback
     from digitrec.web.pages import pages
     app.register_blueprint(api)
+    app.register_blueprint(feedback)
     app.register_blueprint(pages)
     app.register_error_handler(DigitrecError, _digitrec_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -87,6 +87,45 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"status": {"type": "string", "enum": ["ok"]},
                        "models": {"type": "integer", "minimum": 1}},
     },
+    "FeedbackSaved": {
+        "type": "object",
+        "required": ["id", "created", "source", "mode", "label", "predicted", "model_version",
+                     "undo_seconds"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1, "description": "The stored row's id."},
+            "created": {"type": "string", "description": "When it was stored (ISO 8601, UTC)."},
+            "source": {"type": "string", "enum": ["page", "api", "cli"]},
+            "mode": {"type": "string", "enum": ["digit", "number"]},
+            "label": {"type": "string", "description": "The right digit(s), as stored."},
+            "predicted": {"type": ["string", "null"],
+                          "description": "What the model serving now reads in the image."},
+            "model_version": {"type": "string",
+                              "description": "SHA-256 of the weights that read it."},
+            "undo_seconds": {"type": "integer", "minimum": 0,
+                             "description": "Seconds during which DELETE undoes it."},
+        },
+    },
+    "FeedbackStats": {
+        "type": "object",
+        "required": ["total", "by_label", "by_model", "by_source", "confusions"],
+        "properties": {
+            "total": {"type": "integer", "minimum": 0},
+            "by_label": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "by_model": {"type": "object", "additionalProperties": {"type": "integer"},
+                         "description": "Corrections per model version (weights SHA-256)."},
+            "by_source": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "confusions": {"type": "array", "description": "predicted → label where they "
+                           "differ, most frequent first.", "items": {
+                               "type": "object", "required": ["predicted", "label", "count"],
+                               "properties": {"predicted": {"type": "string"},
+                                              "label": {"type": "string"},
+                                              "count": {"type": "integer", "minimum": 1}}}},
+        },
+    },
+    "FeedbackDeleted": {
+        "type": "object", "required": ["deleted"],
+        "properties": {"deleted": {"type": "integer", "minimum": 1}},
+    },
     "Error": {
         "type": "object", "required": ["error"],
         "properties": {"error": {"type": "string", "description": "What went wrong."}},
@@ -125,6 +164,35 @@ IMAGE_ERRORS = {
 }
 
 
+FEEDBACK_FIELDS: dict[str, Any] = {
+    "label": {"type": "string", "pattern": "^[0-9]{1,64}$",
+              "description": "The right answer: a digit, or the digits of the number."},
+    "predicted": {"type": "string", "pattern": "^[0-9]*$",
+                  "description": "Optional: what the page showed (checked, not stored: the "
+                                 "row records what the model reads now)."},
+    "mode": {"type": "string", "enum": ["digit", "number"],
+             "description": "Optional: digit for one digit, number for a line of digits "
+                            "(default: by the label's length)."},
+    "source": {"type": "string", "enum": ["page", "api"], "description": "Default api."},
+}
+FEEDBACK_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["image", "label"],
+            "properties": {"image": {"type": "string", "format": "binary"},
+                           **FEEDBACK_FIELDS}}},
+        "application/json": {"schema": {
+            "type": "object", "required": ["image", "label"],
+            "properties": {"image": {"type": "string", "description":
+                                     "A data URL (data:image/png;base64,...) or bare base64."},
+                           **FEEDBACK_FIELDS}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"},
+                    "description": "The fields then go in the query string (?label=4)."},
+    },
+}
+
+
 def spec() -> dict[str, Any]:
     """The OpenAPI document."""
     return {
@@ -144,6 +212,38 @@ def spec() -> dict[str, Any]:
                 "operationId": "readNumber", "requestBody": IMAGE_BODY,
                 "responses": {"200": _ok("NumberReading", "The number and each digit."),
                               **IMAGE_ERRORS},
+            }},
+            "/api/feedback": {"post": {
+                "summary": "Store a correction: the image and its right label.",
+                "description": "Reads the image as /api/predict (or /api/read-number in number "
+                               "mode) does and stores the image as received, the 28x28 image(s) "
+                               "the model saw, what it read, the label, the model version and "
+                               "the time; no IP address or other personal data.",
+                "operationId": "addFeedback", "requestBody": FEEDBACK_BODY,
+                "responses": {
+                    "201": _ok("FeedbackSaved", "Stored; Location names the row."),
+                    **IMAGE_ERRORS,
+                    "400": _error("Not an image, or a label that is not digits (or more than "
+                                  "one digit in digit mode), or a bad field."),
+                    "422": _error("No digit found, or the label's digit count is not the "
+                                  "number of digits found."),
+                    "503": _error("The database of corrections cannot be reached."),
+                },
+            }},
+            "/api/feedback/stats": {"get": {
+                "summary": "Counts of the stored corrections.", "operationId": "feedbackStats",
+                "responses": {"200": _ok("FeedbackStats", "Counts."),
+                              "503": _error("The database cannot be reached.")},
+            }},
+            "/api/feedback/{correction_id}": {"delete": {
+                "summary": "Undo a correction stored in the last few minutes.",
+                "operationId": "undoFeedback",
+                "parameters": [{"name": "correction_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": _ok("FeedbackDeleted", "Deleted."),
+                              "404": _error("No such correction."),
+                              "409": _error("Too old to undo (see undo_seconds)."),
+                              "503": _error("The database cannot be reached.")},
             }},
             "/api/models": {"get": {
                 "summary": "The ensemble members and their model cards.",

@@ -256,6 +256,7 @@
       const data = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
       if (forVersion <= lastShown()) return; // an older answer arrived late
       if (res.ok) show(data, drawn); else showError(res.status, data.error);
+      if (res.ok) offerFix(body, data); else hideFix();
       result.dataset.for = String(forVersion);
     } catch (err) {
       if (err.name !== "AbortError") showError(0, "the server cannot be reached");
@@ -292,6 +293,7 @@
     $("number-digits").replaceChildren();
     drawBars(null);
     $("seen").getContext("2d").clearRect(0, 0, 28, 28);
+    hideFix();
     $("status").textContent = numberMode()
       ? "Write a few digits side by side." : "Draw a digit to start.";
     result.dataset.for = String(version);
@@ -394,6 +396,93 @@
       octx.fillText(String(d.best_guess), x0, Math.max(18, y0 - 7));
     }
   }
+
+  // ---- corrections: "Wrong? It was …" -----------------------------------------------------
+
+  const UNDO_MS = 8000; // the Undo button stays this long after a correction is saved
+  let shownInput = null; // {body, mode, predicted}: what the answer on screen was read from
+  let undoTimer = null;
+
+  function offerFix(body, data) {
+    const mode = "number" in data ? "number" : "digit";
+    shownInput = { body, mode, predicted: String(data.best_guess) };
+    $("fix-digits").hidden = mode !== "digit";
+    $("fix-number").hidden = mode !== "number";
+    $("fix-text").value = "";
+    $("fix-status").textContent = "";
+    $("fix-undo").hidden = true;
+    $("fix").hidden = false;
+  }
+
+  function hideFix() {
+    shownInput = null;
+    clearTimeout(undoTimer);
+    $("fix").hidden = true;
+  }
+
+  function feedbackRequest(label) {
+    const { body, mode, predicted } = shownInput;
+    const fields = { label, mode, predicted, source: "page" };
+    if (typeof body === "string") {
+      return { body: JSON.stringify({ ...JSON.parse(body), ...fields }),
+               headers: { "Content-Type": "application/json" } };
+    }
+    const form = new FormData();
+    form.append("image", body.get("image"));
+    for (const [key, value] of Object.entries(fields)) form.append(key, value);
+    return { body: form, headers: {} };
+  }
+
+  async function saveFix(label) {
+    if (!shownInput) return;
+    const status = $("fix-status");
+    if (!/^[0-9]+$/.test(label)) {
+      status.textContent = "Type the digits of the right number.";
+      return;
+    }
+    clearTimeout(undoTimer);
+    $("fix-undo").hidden = true;
+    status.textContent = "Saving…";
+    try {
+      const res = await fetch("/api/feedback", { method: "POST", ...feedbackRequest(label) });
+      const data = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+      if (!res.ok) {
+        status.textContent = `Not saved: ${data.error || res.status}`;
+        return;
+      }
+      status.textContent = `Thanks — saved as ${data.label}`;
+      const undoButton = $("fix-undo");
+      undoButton.dataset.id = String(data.id);
+      undoButton.hidden = false;
+      undoTimer = setTimeout(() => { undoButton.hidden = true; }, UNDO_MS);
+    } catch {
+      status.textContent = "Not saved: the server cannot be reached";
+    }
+  }
+
+  async function undoFix() {
+    const undoButton = $("fix-undo");
+    clearTimeout(undoTimer);
+    undoButton.hidden = true;
+    try {
+      const res = await fetch(`/api/feedback/${undoButton.dataset.id}`, { method: "DELETE" });
+      const data = await res.json().catch(() => ({}));
+      $("fix-status").textContent = res.ok ? "Undone: not saved."
+        : `Could not undo: ${data.error || res.status}`;
+    } catch {
+      $("fix-status").textContent = "Could not undo: the server cannot be reached";
+    }
+  }
+
+  $("fix-digits").addEventListener("click", (ev) => {
+    const button = ev.target.closest("button[data-digit]");
+    if (button) saveFix(button.dataset.digit);
+  });
+  $("fix").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    saveFix($("fix-text").value.trim());
+  });
+  $("fix-undo").addEventListener("click", undoFix);
 
   setMode();
 })();

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first (each names the one it follows)."""
