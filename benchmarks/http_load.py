@@ -257,7 +257,7 @@ def main() -> int:
             port = free_port()
             extra = (["--workers", str(args.workers)] if args.workers else []) + (
                 ["--threads", str(args.threads)] if args.threads else [])
-            command = [python, "-m", "digitrec.cli", "serve", "--host", "127.0.0.1",
+            command = [python, "-m", "digitrec", "serve", "--host", "127.0.0.1",
                        "--port", str(port), *weights, *extra]
             if backend == "default":
                 os.environ.pop("DIGITREC_INFERENCE", None)
