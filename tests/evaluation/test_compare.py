@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 
 from digitrec.cli import main
-from digitrec.evaluation.compare import (
-    PLOTS,
-    Comparison,
-    ModelResult,
-    deskew,
-    plot_common_errors,
-)
+from digitrec.evaluation.compare import Comparison, ModelResult, deskew
+from digitrec.evaluation.report import PLOTS, plot_common_errors
 from digitrec.models import list_models
 
 EXPECTED_ROWS = ["svm", "mlp", *list_models(), "ensemble"]

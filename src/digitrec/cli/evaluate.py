@@ -49,7 +49,8 @@ def calibrate(args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     """SVM vs MLP vs CNNs vs the ensemble: report and plots in --out."""
-    from digitrec.evaluation.compare import format_table, run_comparison, write_report
+    from digitrec.evaluation.compare import run_comparison
+    from digitrec.evaluation.report import format_table, write_report
 
     comparison = run_comparison(quick=args.quick, weights=weights_dir(args),
                                 data_dir=args.data_dir, threads=args.threads)
