@@ -70,6 +70,12 @@ class StorageError(DigitrecError):
     http_status = 503
 
 
+class NotANumberError(InputError):
+    """An image read as a number that holds far more marks than a number has."""
+
+    http_status = 422
+
+
 class ModelError(DigitrecError):
     """Weights that cannot be loaded or run: missing, corrupt, for another architecture."""
 

@@ -195,3 +195,38 @@ def test_specks_are_not_digits(test_digits):
 def test_blank_page_has_no_digits():
     with pytest.raises(NoDigitError):
         segment_digits(np.full((100, 300), 255, np.uint8))
+
+
+def _dots(count: int, seed: int = 0) -> bytes:
+    """A PNG of `count` small dots scattered over an 800x200 page (no number at all)."""
+    import io
+
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(seed)
+    page = Image.new("L", (800, 200), 255)
+    draw = ImageDraw.Draw(page)
+    for x, y in zip(rng.integers(0, 800, count), rng.integers(0, 200, count), strict=True):
+        draw.ellipse((x, y, x + 2, y + 2), fill=0)
+    out = io.BytesIO()
+    page.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_field_of_dots_is_not_a_number_and_costs_little(monkeypatch):
+    """Issue 14: 1,600 dots once kept a worker busy for a minute (merging pieces compared every
+    pair after every merge). Now only pieces whose columns overlap are compared, and a page of
+    marks is refused as not a number."""
+    from digitrec.errors import NotANumberError
+    from digitrec.preprocess import segment
+    calls = 0
+    same_digit = segment._same_digit
+
+    def counted(*args):
+        nonlocal calls
+        calls += 1
+        return same_digit(*args)
+
+    monkeypatch.setattr(segment, "_same_digit", counted)
+    with pytest.raises(NotANumberError, match="too many for one number"):
+        segment_digits(_dots(1600))
+    assert calls < 100_000  # the all-pairs scan made millions of comparisons here

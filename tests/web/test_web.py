@@ -392,3 +392,17 @@ def test_a_bad_chunk_size_is_a_400_from_the_real_server(tmp_path):
         body = response.read()
         assert response.status == 400, body
         assert b'"error"' in body
+
+
+def test_read_number_refuses_a_page_of_dots_with_a_422(client):
+    import numpy as np
+    from PIL import ImageDraw
+    rng = np.random.default_rng(0)
+    page = Image.new("L", (800, 200), 255)
+    draw = ImageDraw.Draw(page)
+    for x, y in zip(rng.integers(0, 800, 900), rng.integers(0, 200, 900), strict=True):
+        draw.ellipse((x, y, x + 2, y + 2), fill=0)
+    data = io.BytesIO()
+    page.save(data, "PNG")
+    response = client.post("/api/read-number", data=data.getvalue(), content_type="image/png")
+    assert response.status_code == 422 and "too many" in response.get_json()["error"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from digitrec.errors import NoDigitError
+from digitrec.errors import NoDigitError, NotANumberError
 from digitrec.io import ImageSource
 from digitrec.preprocess.geometry import bounds, extent, gap
 from digitrec.preprocess.ink import ink_and_scale
@@ -38,6 +38,8 @@ SCORED_COST = 2.0
 SCORED_STROKES = 2
 SCORED_REACH = (0.12, 0.2)
 MAX_PIECES = 4
+MAX_MARKS = 2000  # separate marks in one image: beyond this, not a number (a work budget)
+MAX_DIGITS = 32  # digits in one number: beyond this, not a number
 MIN_SHARE = 0.05
 SAME_CUT = 0.03
 CUT_PENALTY = 0.05
@@ -124,16 +126,23 @@ def _same_digit(a: _Group, b: _Group, line: float) -> bool:
 
 
 def _merge_pieces(groups: list[_Group], line: float) -> list[_Group]:
-    """Merge pieces of the same digit until no pair qualifies."""
+    """Merge pieces of the same digit until no pair qualifies, the first qualifying pair (in
+    left-to-right order) first. Only pieces whose columns overlap can qualify, and the groups
+    stay sorted by their left edge (a merge keeps the left one's), so each scan stops at the
+    first piece that starts right of the current one's end."""
     groups = sorted(groups, key=lambda g: g.x0)
     merged = True
     while merged:
         merged = False
-        pairs = [(i, j) for i in range(len(groups)) for j in range(i + 1, len(groups))]
-        for a, b in pairs:
-            if _same_digit(groups[a], groups[b], line):
-                groups[a].absorb(groups.pop(b))
-                merged = True
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                if groups[b].x0 >= groups[a].x1:
+                    break  # this one and every later one start right of `a`
+                if _same_digit(groups[a], groups[b], line):
+                    groups[a].absorb(groups.pop(b))
+                    merged = True
+                    break
+            if merged:
                 break
     return groups
 
@@ -394,6 +403,9 @@ def segment_digits(source: ImageSource, score: Scorer | None = None) -> list[Seg
 def _segment_digits(source: ImageSource, score: Scorer | None) -> list[Segment]:
     ink, (sy, sx) = ink_and_scale(source)
     labels, groups = _components(ink)
+    if len(groups) > MAX_MARKS:
+        raise NotANumberError(f"the image holds {len(groups):,} separate marks: too many for a "
+                              f"number (at most {MAX_MARKS:,} are looked at)")
     groups = _merge_pieces(groups, _typical_height(groups))
     line = _typical_height(groups)
     groups = _attach_fragments(groups, line)
@@ -410,4 +422,7 @@ def _segment_digits(source: ImageSource, score: Scorer | None) -> list[Segment]:
     segments = [s for option in chosen for s in option]
     if not segments:
         raise NoDigitError("no digit found: the image is blank")
+    if len(segments) > MAX_DIGITS:
+        raise NotANumberError(f"the image holds {len(segments)} digit-like marks: too many for "
+                              f"one number (at most {MAX_DIGITS} digits are read)")
     return sorted(segments, key=lambda s: s.box[0])
