@@ -406,3 +406,21 @@ def test_read_number_refuses_a_page_of_dots_with_a_422(client):
     page.save(data, "PNG")
     response = client.post("/api/read-number", data=data.getvalue(), content_type="image/png")
     assert response.status_code == 422 and "too many" in response.get_json()["error"]
+
+
+def test_an_over_limit_upload_gets_its_413_even_from_http_client(tmp_path):
+    """Python's http.client sends the whole body before reading: the server reads and drops a
+    refused body (up to 4x the limit) so that the client gets the JSON 413, not a broken pipe."""
+    import http.client
+    import json
+    from urllib.parse import urlparse
+
+    from conftest import digitrec_server
+    with digitrec_server(tmp_path / "server.log") as url:
+        address = urlparse(url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        connection.request("POST", "/api/predict", body=b"\x89PNG" + b"\0" * (6 * 1024 * 1024),
+                           headers={"Content-Type": "image/png"})
+        response = connection.getresponse()
+        assert response.status == 413
+        assert "too large" in json.loads(response.read())["error"]

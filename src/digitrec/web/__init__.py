@@ -11,6 +11,7 @@ from digitrec.config import read
 from digitrec.errors import DigitrecError
 
 DEFAULT_MAX_UPLOAD = 4 * 1024 * 1024  # bytes; over this the API answers 413
+DRAIN_LIMITS = 4  # of a refused upload, up to this many times the limit is read and dropped
 JSON_PREFIXES = ("/api", "/healthz")
 
 
@@ -77,11 +78,27 @@ def _http_error(exc: HTTPException):
                        "(send one field, 'image')")
         else:
             message = f"the upload is too large: the limit is {limit / 1024 / 1024:.1f} MB"
+        _drain_body(DRAIN_LIMITS * limit)
     response = jsonify(error=message)
     response.status_code = exc.code or 500
     if getattr(exc, "valid_methods", None):  # 405 says what is allowed
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
+
+
+def _drain_body(most: int) -> None:
+    """Read and drop the rest of a refused request's body, up to `most` bytes, so that a
+    client that sends its whole body before reading the answer (Python's http.client, urllib)
+    gets the answer instead of a broken pipe; a larger body is cut off."""
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    drained = 0
+    try:
+        while drained < most and (chunk := stream.read(min(65536, most - drained))):
+            drained += len(chunk)
+    except Exception:  # a broken connection or body: nothing more to save
+        pass
 
 
 def _unexpected_error(exc: Exception):
