@@ -47,3 +47,28 @@ def test_a_connection_that_never_speaks_is_closed_after_keepalive(base):
         start = time.monotonic()
         assert idle.recv(16) == b""  # closed by the server, not by our timeout
         assert keepalive - 1 <= time.monotonic() - start < keepalive + 10
+
+
+@pytest.mark.parametrize("connections", [4, 32])
+def test_slow_clients_do_not_stop_the_server(base, connections):
+    """Slowloris: clients that send their request headers (or body) a byte at a time are parked
+    until their request is whole; the worker answers others within a second meanwhile."""
+    host, port = base
+    slow = []
+    try:
+        for k in range(connections):
+            sock = socket.create_connection((host, port))
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n" if k % 2 else b"G")
+            if k % 2:  # a body that never comes
+                sock.sendall(b"Content-Type: image/png\r\nContent-Length: 5000\r\n\r\n\x89P")
+            slow.append(sock)
+        for _ in range(3):
+            for k, sock in enumerate(slow):
+                sock.sendall(b"E" if k % 2 == 0 else b"N")  # one more byte each
+            start = time.monotonic()
+            assert b'"status":"ok"' in _get(f"http://{host}:{port}/healthz", timeout=5)
+            assert time.monotonic() - start < 1
+            time.sleep(0.2)
+    finally:
+        for sock in slow:
+            sock.close()

@@ -5,9 +5,12 @@ The app is CPU-bound, so one request per worker at a time (gunicorn's sync worke
 core busy and the latency tail tight, and a new connection goes to whichever worker is free
 (docs/performance.md, section 4). But the plain sync worker reads a new connection's request
 at once and blocks until it arrives, and Chrome opens connections it may use later (preconnect):
-one such silent connection stalls a worker until it times out. This worker parks a connection
-that has sent nothing yet, serves others meanwhile, and reads the parked one when its request
-arrives (or closes it after `keepalive` seconds of silence).
+one such silent connection stalls a worker until it times out, and so does a slow client
+that sends its request a few bytes at a time (slowloris). This worker parks a connection until
+its whole request has arrived — looking at the bytes without reading them (MSG_PEEK): the
+headers, and the body up to BODY_PEEK bytes — serves others meanwhile, then hands it to
+gunicorn as usual. A connection silent for `keepalive` seconds, or whose request is not complete
+after REQUEST_DEADLINE seconds, is closed.
 """
 
 from __future__ import annotations
@@ -21,59 +24,109 @@ from gunicorn import util
 from gunicorn.workers import sync
 
 FIRST_BYTES_WAIT = 0.005  # seconds to wait at accept for a request already on its way
+REQUEST_DEADLINE = 10.0  # seconds a client has to send its whole request once it has begun
+BODY_PEEK = 32 * 1024  # a body is waited for up to this many bytes (then read as usual); well
+# under a socket's receive buffer, which must hold what MSG_PEEK looks at
+PARTIAL_POLL = 0.05  # seconds between looks at requests that have begun but are incomplete
 
 
 class SyncWorker(sync.SyncWorker):
     """gunicorn's sync worker that never blocks on a connection with no request bytes yet."""
 
     def init_process(self) -> None:
-        """Start with no parked connections (sockets → (listener, address, deadline))."""
+        """Start with no parked connections (sockets → (listener, address, deadline)), and
+        none whose request has begun (sockets → bytes seen so far)."""
         self.parked: dict[socket.socket, tuple[socket.socket, object, float]] = {}
+        self.begun: dict[socket.socket, int] = {}
         super().init_process()
 
     def accept(self, listener: socket.socket) -> None:
-        """Accept one connection: serve it if its request has arrived, else park it. Parked
-        connections whose request has arrived meanwhile go first."""
+        """Accept one connection: serve it if its whole request has arrived, else park it.
+        Parked connections whose request has arrived meanwhile go first."""
         client, address = listener.accept()
         client.setblocking(True)
         util.close_on_exec(client)
         self.serve_parked()
-        if _readable([client], FIRST_BYTES_WAIT):
+        _readable([client], FIRST_BYTES_WAIT)
+        if _request_complete(client) is True:
             self.handle(listener, client, address)
         else:
             self.parked[client] = (listener, address, time.monotonic() + self.cfg.keepalive)
 
     def wait(self, timeout: float):
         """Wait for the listeners (as gunicorn does) and for parked connections; serve those
-        that became readable, close those silent past their deadline."""
+        whose request is complete, close those past their deadline."""
         if not self.parked:
             return super().wait(timeout)
         self.notify()
         soonest = min(deadline for _, _, deadline in self.parked.values())
         limit = max(0.0, min(timeout, soonest - time.monotonic()))
+        if self.begun:  # readable but incomplete: select would wake at once, so poll them
+            limit = min(limit, PARTIAL_POLL)
+        silent = [s for s in self.parked if s not in self.begun]
         try:
-            ready = select.select(self.wait_fds + list(self.parked), [], [], limit)[0]
+            ready = select.select(self.wait_fds + silent, [], [], limit)[0]
         except OSError:  # interrupted, or a socket went bad: let gunicorn's wait() decide
             return super().wait(0.0)
-        self.serve_parked([s for s in ready if s in self.parked])
+        self.serve_parked([s for s in ready if s in self.parked] + list(self.begun))
         if self.PIPE[0] in ready:
             os.read(self.PIPE[0], 1)  # a signal's wake-up byte, as gunicorn's wait() reads it
         return [s for s in ready if s in self.wait_fds]
 
     def serve_parked(self, ready: list | None = None) -> None:
-        """Serve the parked connections that are readable now (or those in `ready`), and
-        close the ones that stayed silent past their deadline."""
+        """Serve the parked connections (those in `ready`, else all that are readable now)
+        whose request is complete; close the ones past their deadline."""
         if not self.parked:
             return
         if ready is None:
-            ready = _readable(list(self.parked), 0.0)
-        for client in ready:
-            listener, address, _ = self.parked.pop(client)
-            self.handle(listener, client, address)
+            ready = _readable(list(self.parked), 0.0) + list(self.begun)
         now = time.monotonic()
+        for client in dict.fromkeys(ready):
+            if client not in self.parked:
+                continue
+            complete = _request_complete(client)
+            if complete is True:
+                listener, address, _ = self.parked.pop(client)
+                self.begun.pop(client, None)
+                self.handle(listener, client, address)
+            elif complete and client not in self.begun:  # begun, not whole: from now on
+                self.begun[client] = complete  # polled, with a deadline for the whole request
+                listener, address, _ = self.parked[client]
+                self.parked[client] = (listener, address, now + REQUEST_DEADLINE)
         for client in [c for c, (_, _, deadline) in self.parked.items() if deadline <= now]:
             del self.parked[client]
+            self.begun.pop(client, None)
             util.close(client)
+
+
+def _request_complete(client: socket.socket) -> bool | int | None:
+    """True when the connection's request has arrived whole (its headers, and its body up to
+    BODY_PEEK bytes), or the peer closed, or the socket failed (gunicorn then reads it and
+    answers or drops it as usual); else the number of bytes seen so far (0: none)."""
+    try:
+        seen = client.recv(BODY_PEEK + 16384, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return True
+    if not seen:
+        return True  # closed by the peer
+    end = seen.find(b"\r\n\r\n")
+    if end < 0:
+        return True if len(seen) >= BODY_PEEK else len(seen)  # huge headers: gunicorn refuses
+    headers = seen[:end].lower()
+    body = len(seen) - end - 4
+    if b"\ntransfer-encoding:" in headers and b"chunked" in headers:
+        return True if body >= BODY_PEEK or seen.endswith(b"0\r\n\r\n") else len(seen)
+    length = 0
+    for line in headers.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip() == b"content-length":
+            try:
+                length = int(value.strip())
+            except ValueError:
+                return True  # gunicorn answers a bad length
+    return True if body >= min(length, BODY_PEEK) else len(seen)
 
 
 def _readable(sockets: list[socket.socket], wait: float) -> list[socket.socket]:
