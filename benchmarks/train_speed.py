@@ -9,6 +9,11 @@ not the data loader. Both clocks start after MNIST is in memory and stop at the 
 test evaluation that reaches the target (evaluation time included).
 
     .venv/bin/python benchmarks/train_speed.py [--threads 2] [--repeats 3] [--baseline-epochs 3]
+
+`--per-step-against OLD_SRC` instead times the fast recipe's optimizer steps with this tree's
+`src` and with another checkout's (e.g. `git archive HEAD src | tar -x -C /tmp/base`, then
+`--per-step-against /tmp/base/src`), in alternating fresh processes, and prints the ratio: the
+check that the single-process loop did not get slower.
 """
 
 from __future__ import annotations
@@ -130,6 +135,48 @@ def run_cli(threads: int) -> dict:
             "command": shlex.join(["digitrec", *command[1:-2], "--out", "OUT"])}
 
 
+PER_STEP = """
+import json, sys, torch, digitrec
+from digitrec.training.loop import train
+from digitrec.training.recipes import FAST
+torch.set_num_threads(int(sys.argv[1]))
+result = train(FAST.replace(epochs=float(sys.argv[2])), progress=False, evaluate_test=False)
+last = result.card["history"][-1]
+print(json.dumps({"file": digitrec.__file__, "seconds": last["seconds"], "steps": last["steps"]}))
+"""
+
+
+def per_step(src: Path, threads: int, epochs: float) -> dict:
+    """The fast recipe's seconds per optimizer step, trained in a fresh process on `src`."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    done = subprocess.run([sys.executable, "-c", PER_STEP, str(threads), str(epochs)], env=env,
+                          check=True, capture_output=True, text=True)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(found["file"]).resolve().is_relative_to(src.resolve()):
+        raise SystemExit(f"{src}: the run imported digitrec from {found['file']}")
+    return {**found, "ms_per_step": 1000 * found["seconds"] / found["steps"]}
+
+
+def compare_per_step(old_src: Path, threads: int, repeats: int, epochs: float) -> dict:
+    """Old vs this tree's per-step time, alternating (old first, then new first) each round."""
+    runs: dict[str, list[float]] = {"old": [], "new": []}
+    sources = {"old": old_src, "new": REPO / "src"}
+    for i in range(repeats):
+        for label in ("old", "new") if i % 2 == 0 else ("new", "old"):
+            runs[label].append(per_step(sources[label], threads, epochs)["ms_per_step"])
+            print(f"round {i + 1} {label}: {runs[label][-1]:.2f} ms/step", file=sys.stderr)
+    old, new = (statistics.median(runs[k]) for k in ("old", "new"))
+    print(f"\n# fast recipe, ms per optimizer step ({threads} threads, {epochs} epochs, "
+          f"median of {repeats} alternating runs)\n")
+    print("| tree | median ms/step | runs |")
+    print("|---|---:|---|")
+    for label in ("old", "new"):
+        print(f"| {label} ({sources[label]}) | {statistics.median(runs[label]):.2f} | "
+              f"{', '.join(f'{v:.2f}' for v in runs[label])} |")
+    print(f"\nnew / old: {new / old:.3f}")
+    return {"old": runs["old"], "new": runs["new"], "ratio": new / old}
+
+
 def main() -> int:
     """Run both recipes and print the comparison table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -137,7 +184,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of the fast recipe")
     parser.add_argument("--baseline-epochs", type=int, default=3, help="cap for the baseline")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--per-step-against", type=Path, metavar="OLD_SRC",
+                        help="only compare the fast recipe's ms per step with this src tree")
+    parser.add_argument("--epochs", type=float, default=0.5, help="with --per-step-against")
     args = parser.parse_args()
+    if args.per_step_against:
+        found = compare_per_step(args.per_step_against, args.threads, args.repeats, args.epochs)
+        if args.json:
+            Path(args.json).write_text(json.dumps(found, indent=2))
+        return 0
     load_at_start = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     torch.set_num_threads(args.threads)
     load_mnist()  # fail early (and warm the page cache) when MNIST is absent

@@ -35,6 +35,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _whole(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -107,6 +114,13 @@ TABLE: tuple[Setting, ...] = (
             "concurrent requests in one worker share model batches (1/0)", "1"),
     Setting("screenshot", "DIGITREC_SCREENSHOT", None, None, _path,
             "tests only: where the browser test saves its screenshot", "a temporary file"),
+    Setting("fault_step", "DIGITREC_FAULT_STEP", None, 0, _whole,
+            "tests only: a training rank dies after this step, on the job's first attempt",
+            "0 (never)"),
+    Setting("fault_rank", "DIGITREC_FAULT_RANK", None, 1, _whole,
+            "tests only: the rank DIGITREC_FAULT_STEP kills"),
+    Setting("fuzz_examples", "DIGITREC_FUZZ_EXAMPLES", None, 300, _positive,
+            "tests only: hypothesis examples per fuzz test (tests/corpus/test_fuzz.py)"),
     Setting("db_url", "DIGITREC_DB_URL", "--db", None, _db_url,
             "database of corrections (SQLAlchemy URL: sqlite:///PATH, postgresql+psycopg://...)",
             "$DIGITREC_HOME/feedback.sqlite3"),
@@ -130,6 +144,9 @@ class Settings:
     worker_connections: int | None
     micro_batch: bool
     screenshot: Path | None
+    fault_step: int
+    fault_rank: int
+    fuzz_examples: int
     db_url: str | None
 
     def data_home(self) -> Path:

@@ -87,6 +87,20 @@ def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | No
                         help="torch CPU threads")
     parser.add_argument("--out", default="runs", help="output directory (default: runs)")
     _add_data_dir(parser)
+    parser.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                        help="checkpoint every STEPS optimizer steps (default: each epoch)")
+    parser.add_argument("--checkpoint-dir", metavar="DIR",
+                        help="where checkpoints go (default: OUT/checkpoints; one sub-directory "
+                        "per model, only its last complete checkpoint kept)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last complete checkpoint (without it a run "
+                        "starts afresh; a torchrun restart resumes by itself)")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="train as N ranks on this machine (torchrun's elastic agent, "
+                        "DistributedDataParallel; the global batch and lr stay the recipe's)")
+    parser.add_argument("--max-restarts", type=int, metavar="R",
+                        help="with --nproc: restart all ranks up to R times when one fails, "
+                        "resuming from the last checkpoint (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:

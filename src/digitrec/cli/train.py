@@ -1,13 +1,18 @@
 """`digitrec train` and `digitrec train-ensemble`: a Recipe from the flags or the named recipes
-(digitrec.training.recipes), trained by the one loop (digitrec.training.loop)."""
+(digitrec.training.recipes), trained by the one loop (digitrec.training.loop), as one process or
+as the ranks of a torchrun job (`torchrun ... -m digitrec train ...`, or `--nproc N`), with
+checkpoints to resume from (`--resume`; automatic after a torchrun restart)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import sys
 from pathlib import Path
 
-from digitrec.errors import UsageError
+from digitrec.errors import DigitrecError, UsageError
 from digitrec.training.recipes import BUNDLED, FAST, TRAIN, Recipe, fine_tuning
 
 # Flags that also apply to a bundled member; its own architecture, epochs, seed and augmentation
@@ -44,8 +49,82 @@ def _report_trained(name: str, result, out: Path) -> None:
           f"{card['training_seconds']:.0f}s → {out / (name + '.safetensors')}")
 
 
+def _check_scaling(args: argparse.Namespace) -> None:
+    """UsageError for bad --nproc, --max-restarts, --checkpoint-every."""
+    from digitrec.training.distributed import under_torchrun
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every must be >= 1, not {args.checkpoint_every}")
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise UsageError(f"--nproc must be >= 1, not {args.nproc}")
+        if under_torchrun():
+            raise UsageError("--nproc starts torchrun's agent: not under torchrun")
+    if args.max_restarts is not None:
+        if args.nproc is None:
+            raise UsageError("--max-restarts applies with --nproc (under torchrun, give it to "
+                             "torchrun)")
+        if args.max_restarts < 0:
+            raise UsageError(f"--max-restarts must be >= 0, not {args.max_restarts}")
+
+
+def _check_batches(args: argparse.Namespace, recipes: list[Recipe]) -> None:
+    """UsageError unless every recipe's batch divides among the ranks (--nproc or torchrun's)."""
+    world = args.nproc or int(os.environ.get("WORLD_SIZE") or 1)
+    for recipe in recipes:
+        if recipe.batch_size % world:
+            raise UsageError(f"batch size {recipe.batch_size} is not divisible by the {world} "
+                             "ranks (each rank takes batch / ranks images a step)")
+
+
+def _checkpoints(args: argparse.Namespace, name: str, recipe: Recipe):
+    """Where and when this model's checkpoints go (checkpoint.Policy): OUT/checkpoints/NAME-RECIPE
+    (or under --checkpoint-dir); resume with --resume or after a torchrun restart."""
+    from digitrec.training.checkpoint import Policy
+    from digitrec.training.distributed import restart_count_now
+    base = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.out) / "checkpoints"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{name}-{recipe.name}").strip("-")
+    return Policy(base / slug, every=args.checkpoint_every,
+                  resume=args.resume or restart_count_now() > 0)
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Run this command (`args.run`) as --nproc ranks under torchrun's elastic agent, restarting
+    them all up to --max-restarts times; any training command with these flags can call it."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from digitrec.training import distributed
+    flags = {**vars(args), "nproc": None, "max_restarts": None}
+    try:
+        distributed.launch(_rank_main, (flags,), args.nproc, args.max_restarts or 0)
+    except ChildFailedError as exc:
+        failures = "; ".join(f"rank {rank}: exit code {f.exitcode}"
+                             for rank, f in sorted(exc.failures.items()))
+        raise DigitrecError(f"{args.nproc} ranks, {args.max_restarts or 0} restarts allowed: "
+                            f"failed ({failures})") from None
+    return 0
+
+
+def _rank_main(flags: dict) -> int:
+    """One rank started by `--nproc`: the command (`run`: "module:function" of digitrec.cli)
+    as `digitrec` would run it."""
+    import importlib
+
+    from digitrec.config import read
+    args = argparse.Namespace(**flags)
+    try:
+        settings = read()
+        if settings.torch_threads:
+            import torch
+            torch.set_num_threads(settings.torch_threads)
+        module, function = args.run.split(":")
+        return getattr(importlib.import_module(f"digitrec.cli.{module}"), function)(args)
+    except DigitrecError as exc:
+        print(f"digitrec {args.command}: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
 def train(args: argparse.Namespace) -> int:
-    from digitrec.training import loop
+    _check_scaling(args)
     if args.fast:  # --batch-size, --lr and the augmentation flags do not apply
         recipe = _recipe(FAST, architecture=args.model or FAST.architecture,
                          epochs=args.epochs or FAST.epochs, seed=args.seed, init=args.init,
@@ -60,10 +139,7 @@ def train(args: argparse.Namespace) -> int:
         problem = _init_problem(Path(recipe.init), recipe.architecture)
         if problem:
             raise UsageError(problem)
-    out, name = Path(args.out), args.name or recipe.architecture
-    result = loop.train_and_save(recipe, out, half=args.half, name=name, **_run(args))
-    _report_trained(name, result, out)
-    return 0
+    return _train_plans(args, {args.name or recipe.architecture: [recipe]})
 
 
 def _check_architecture(name: str) -> None:
@@ -104,11 +180,28 @@ def member_recipes(name: str, args: argparse.Namespace) -> list[Recipe]:
 
 
 def train_ensemble(args: argparse.Namespace) -> int:
-    from digitrec.training import loop
+    _check_scaling(args)
+    return _train_plans(args, {name: member_recipes(name, args)
+                               for name in args.members or BUNDLED})
+
+
+def _train_plans(args: argparse.Namespace, plans: dict[str, list[Recipe]]) -> int:
+    """Train each name's recipes in turn (a member, then its fine-tuning rounds), as one
+    process, as this rank of a torchrun job, or (--nproc) as a job started here. Every name
+    and batch is checked first, before any rank starts or any training."""
     out, run = Path(args.out), _run(args)
-    plans = {name: member_recipes(name, args) for name in args.members or BUNDLED}
-    for name, recipes in plans.items():  # every name checked above, before any training
-        for recipe in recipes:
-            result = loop.train_and_save(recipe, out, half=args.half, name=name, **run)
-        _report_trained(name, result, out)
+    _check_batches(args, [recipe for recipes in plans.values() for recipe in recipes])
+    if args.nproc:
+        return _launch(args)
+    from digitrec.training import distributed, loop
+    ctx = distributed.init()
+    try:
+        for name, recipes in plans.items():
+            for recipe in recipes:
+                result = loop.train_and_save(recipe, out, half=args.half, name=name, ctx=ctx,
+                                             checkpoints=_checkpoints(args, name, recipe), **run)
+            if ctx.is_main:
+                _report_trained(name, result, out)
+    finally:
+        distributed.teardown()
     return 0

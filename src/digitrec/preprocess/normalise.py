@@ -44,6 +44,8 @@ def _keep_digit(ink: np.ndarray, image_side: int) -> np.ndarray:
     stroke), keep the anti-aliased fringe of what stays. Raises NoDigitError if none is left."""
     strong = ink > 0.25 * float(ink.max())
     labels, n = ndi.label(strong, structure=np.ones((3, 3), bool))
+    if n == 0:  # the ink lay only in a partial block that _rough_crop's averaging dropped
+        raise NoDigitError("no digit found: only specks of ink at the image's edge")
     if n == 1:  # one connected stroke: nothing to drop
         mask, kept_mass = strong, float(ink.sum(where=strong))
     else:
