@@ -46,3 +46,10 @@ def test_the_cli_parser_and_errors_load_without_torch():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_test_files_have_unique_names():
+    """Test folders have no __init__.py (pytest's default import mode): two test files of one
+    name in different folders stop the whole run at collection."""
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
