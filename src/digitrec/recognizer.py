@@ -135,13 +135,16 @@ class _Chunk:
 
 def _preprocess_chunk(sources: Sequence[ImageSource]) -> _Chunk:
     """preprocess_or_error over a chunk (what each worker process runs)."""
+    from digitrec.preprocess.parallel import one_blas_thread
+
     images28, errors = [], {}
-    for k, source in enumerate(sources):
-        result = preprocess_or_error(source)
-        if isinstance(result, DigitrecError):
-            errors[k] = result
-        else:
-            images28.append(result)
+    with one_blas_thread():  # its idle threads would spin (digitrec.preprocess.parallel)
+        for k, source in enumerate(sources):
+            result = preprocess_or_error(source)
+            if isinstance(result, DigitrecError):
+                errors[k] = result
+            else:
+                images28.append(result)
     stacked = np.stack(images28) if images28 else np.empty((0, 28, 28), np.uint8)
     return _Chunk(len(sources), stacked, errors)
 

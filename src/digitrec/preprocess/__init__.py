@@ -25,7 +25,6 @@ from digitrec.preprocess.normalise import (
     normalize_digit,
     to_mnist,
 )
-from digitrec.preprocess.parallel import one_blas_thread
 
 PREVIEW_SIDE = 128  # preprocess looks first at PREVIEW_SIDE..2x PREVIEW_SIDE px on the long side
 
@@ -40,12 +39,11 @@ def preprocess(source: ImageSource) -> np.ndarray:
     the digit still spans STROKE_SIDE pixels there, as on a drawing canvas: everything after
     decoding then touches a quarter of the pixels or fewer. Smaller digits are read at full
     resolution."""
-    with one_blas_thread():  # see digitrec.preprocess.parallel
-        image = grey_mode(load_image(source, max_side=WORK_SIDE))
-        factor = max(image.size) // PREVIEW_SIDE
-        if factor >= 2:
-            with contextlib.suppress(NoDigitError):
-                crop, scale = digit_crop(ink_from_planes(*planes(image, factor)))
-                if max(crop.shape) * scale >= STROKE_SIDE:
-                    return to_mnist(crop)
-        return to_mnist(digit_crop(ink_from_planes(*planes(image)))[0])
+    image = grey_mode(load_image(source, max_side=WORK_SIDE))
+    factor = max(image.size) // PREVIEW_SIDE
+    if factor >= 2:
+        with contextlib.suppress(NoDigitError):
+            crop, scale = digit_crop(ink_from_planes(*planes(image, factor)))
+            if max(crop.shape) * scale >= STROKE_SIDE:
+                return to_mnist(crop)
+    return to_mnist(digit_crop(ink_from_planes(*planes(image)))[0])

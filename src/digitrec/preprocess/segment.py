@@ -17,7 +17,6 @@ from digitrec.io import ImageSource
 from digitrec.preprocess.geometry import bounds, extent, gap
 from digitrec.preprocess.ink import ink_and_scale
 from digitrec.preprocess.normalise import normalize_digit
-from digitrec.preprocess.parallel import one_blas_thread
 
 INK_LEVEL = 0.3  # components are taken on ink above this level (faint bridges do not join)
 # A connected piece is taken for touching digits when it is wider than SPLIT_ASPECT x the line
@@ -396,11 +395,6 @@ def _choose(groups: list[list[list[Segment]]], score: Scorer) -> list[list[Segme
 def segment_digits(source: ImageSource, score: Scorer | None = None) -> list[Segment]:
     """Find the digits of a handwritten number, left to right, each as a 28x28 MNIST image."""
     # with `score`, touching digits are cut where the pieces read best
-    with one_blas_thread():  # see digitrec.preprocess.parallel
-        return _segment_digits(source, score)
-
-
-def _segment_digits(source: ImageSource, score: Scorer | None) -> list[Segment]:
     ink, (sy, sx) = ink_and_scale(source)
     labels, groups = _components(ink)
     if len(groups) > MAX_MARKS:
