@@ -22,7 +22,7 @@ from digitrec.errors import DigitrecError, InputError, ModelError
 from digitrec.inference import Backend, check_backend, create_backend
 from digitrec.inference.batching import MicroBatcher
 from digitrec.io import ImageSource
-from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, to_tensor
+from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, to_tensor, weights_digest
 from digitrec.preprocess import preprocess
 from digitrec.preprocess.segment import segment_digits
 
@@ -191,6 +191,11 @@ class Recognizer:
         directory, _, _, name, _ = _load_parts(path, backend)
         read_threshold(directory)
         return name or "onnx"
+
+    @functools.cached_property
+    def version(self) -> str:
+        """The model version: the SHA-256 of the weights (digitrec.models.weights_digest)."""
+        return weights_digest(self.ensemble)
 
     @property
     def inference(self) -> str:

@@ -424,3 +424,11 @@ def test_an_over_limit_upload_gets_its_413_even_from_http_client(tmp_path):
         response = connection.getresponse()
         assert response.status == 413
         assert "too large" in json.loads(response.read())["error"]
+
+
+def test_the_model_version_is_in_the_api_and_on_the_page(client):
+    from digitrec.models import load_ensemble, weights_digest
+    version = weights_digest(load_ensemble(weights_dir())[0])
+    assert client.get("/api/models").get_json()["version"] == version
+    page = client.get("/").get_data(as_text=True)
+    assert f'title="{version}">{version[:12]}</span>' in page

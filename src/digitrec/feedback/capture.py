@@ -4,7 +4,6 @@ what the model saw and read, and build the row (not yet stored)."""
 from __future__ import annotations
 
 import re
-import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 MAX_IMAGE_BYTES = 4 * 1024 * 1024  # the web app's upload limit (digitrec.web)
 DIGITS = re.compile(r"[0-9]+", re.ASCII)
-_VERSIONS: weakref.WeakKeyDictionary[Recognizer, str] = weakref.WeakKeyDictionary()
 
 
 def check_label(label: object, mode: str | None = None) -> tuple[str, str]:
@@ -51,11 +49,7 @@ def check_label(label: object, mode: str | None = None) -> tuple[str, str]:
 
 def model_version(recognizer: Recognizer) -> str:
     """The SHA-256 of the recognizer's weights (computed once per recognizer)."""
-    version = _VERSIONS.get(recognizer)
-    if version is None:
-        from digitrec.models import weights_digest
-        version = _VERSIONS[recognizer] = weights_digest(recognizer.ensemble)
-    return version
+    return recognizer.version
 
 
 def capture(recognizer: Recognizer, image: bytes, label: object, mode: str | None = None,

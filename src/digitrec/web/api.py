@@ -159,8 +159,8 @@ def read_number():
 def models():
     """The ensemble's members and their model cards."""
     rec = _recognizer()
-    return jsonify(members=list(rec.cards), threshold=float(rec.threshold),
-                   inference=rec.inference, cards=rec.cards)
+    return jsonify(members=list(rec.cards), version=rec.version,
+                   threshold=float(rec.threshold), inference=rec.inference, cards=rec.cards)
 
 
 @api.get("/api/openapi.json")

@@ -68,9 +68,12 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Models": {
-        "type": "object", "required": ["members", "threshold", "inference", "cards"],
+        "type": "object", "required": ["members", "version", "threshold", "inference", "cards"],
         "properties": {
             "members": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "version": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                        "description": "The model version: SHA-256 of the weights (what a "
+                                       "correction records)."},
             "threshold": {"type": "number", "minimum": 0, "maximum": 1,
                           "description": "Confidence under which a prediction abstains."},
             "inference": {"type": "string", "enum": ["onnxruntime int8", "onnxruntime fp32",

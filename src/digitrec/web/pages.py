@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
 
 pages = Blueprint("pages", __name__)
 
@@ -10,4 +10,6 @@ pages = Blueprint("pages", __name__)
 @pages.get("/")
 def index() -> str:
     """The drawing / upload page."""
-    return render_template("index.html")
+    recognizer = current_app.extensions["digitrec.recognizer"]
+    return render_template("index.html", version=recognizer.version,
+                           inference=recognizer.inference)
