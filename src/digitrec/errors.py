@@ -36,12 +36,6 @@ class ImageDecodeError(InputError):
     """Not an image, or a corrupt, truncated or unsupported one."""
 
 
-class UnsupportedMediaError(ImageDecodeError):
-    """An upload whose declared type is not an image (web only)."""
-
-    http_status = 415
-
-
 class ImageTooLargeError(InputError):
     """The image has more pixels than the budget (digitrec.io.MAX_PIXELS)."""
 
@@ -92,6 +86,4 @@ class DataError(DigitrecError):
     exit_code = 2
 
 
-EXIT_USAGE = UsageError.exit_code
 EXIT_INPUT = InputError.exit_code
-EXIT_MODEL = ModelError.exit_code

@@ -21,6 +21,7 @@ import torch
 from digitrec.errors import DigitrecError, InputError, ModelError
 from digitrec.inference import Backend, check_backend, create_backend
 from digitrec.inference.batching import MicroBatcher
+from digitrec.inference.int8 import INT8_FILE, load_int8_ranges
 from digitrec.io import ImageSource
 from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, to_tensor, weights_digest
 from digitrec.preprocess import preprocess
@@ -28,7 +29,6 @@ from digitrec.preprocess.segment import segment_digits
 
 DEFAULT_THRESHOLD = 0.80  # used when the weights carry no calibration.json
 THRESHOLD_FILE = "calibration.json"  # the abstention threshold, beside the weights
-INT8_FILE = "int8.json"  # the int8 ranges, beside the weights (digitrec.inference.int8)
 
 
 @dataclass
@@ -309,8 +309,6 @@ def _load_parts(path: str | os.PathLike | None, backend: str | None
                 ) -> tuple[Path, Ensemble, dict[str, dict], str | None, dict | None]:
     """The weights directory, the ensemble and cards in it, the backend's name and (for int8)
     its ranges; ModelError or ConfigError when they cannot be used."""
-    from digitrec.inference.int8 import load_int8_ranges
-
     directory = Path(path) if path else BUNDLED_DIR
     if not directory.is_dir():
         raise ModelError(f"no weights directory {directory}")

@@ -24,8 +24,8 @@ from digitrec.config import read
 
 # Test hook: rank DIGITREC_FAULT_RANK (default 1) dies (os._exit) after step DIGITREC_FAULT_STEP
 # on the first attempt only (torchrun's restart count 0): a killed rank, reproducibly.
-FAULT_STEP = read().fault_step
-FAULT_RANK = read().fault_rank
+_HOOK = read()
+FAULT_STEP, FAULT_RANK = _HOOK.fault_step, _HOOK.fault_rank
 
 
 @dataclass(frozen=True)
