@@ -70,6 +70,15 @@ def digitrec_server(log_path: Path, workers: int = 1,
     """`digitrec serve` (gunicorn, `workers` workers of the default class, the test weights) on
     a free port, its output in `log_path`, `env` added to its environment; yields its base URL
     once /healthz answers."""
+    with digitrec_process(log_path, workers, env) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def digitrec_process(log_path: Path, workers: int = 1, env: dict[str, str] | None = None
+                     ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """As digitrec_server, yielding (base URL, the gunicorn master's process) for tests that
+    signal it; stopped (if still running) on exit."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -88,14 +97,17 @@ def digitrec_server(log_path: Path, workers: int = 1,
             pytest.fail(f"`digitrec serve` did not come up:\n{log_path.read_text()[-2000:]}")
         time.sleep(0.2)
     try:
-        yield base
+        yield base, proc
     finally:
-        proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
         try:
             proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the server and its worker, nothing else
-            proc.wait()
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the server and its workers, nothing else
+        proc.wait()
 
 
 def _healthy(base: str) -> bool:

@@ -6,6 +6,7 @@ DIGITREC_WORKER_THREADS, DIGITREC_WORKER_CONNECTIONS, DIGITREC_WEIGHTS, ...)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from digitrec.config import cpu_cores, read
@@ -61,6 +62,26 @@ def _settings() -> dict:
     return {name: globals()[name] for name in names}
 
 
+def _draining_arbiter():
+    """gunicorn's master, whose graceful stop (SIGTERM) first makes the listening sockets take no
+    new connection (digitrec.web.worker.refuse_new_connections), so that the workers can serve
+    every request already queued and exit with none left behind. Not when the sockets live on
+    in another master (USR2 re-exec, systemd's sockets, reuse-port)."""
+    from gunicorn.arbiter import Arbiter
+
+    from digitrec.web.worker import refuse_new_connections
+
+    class DrainingArbiter(Arbiter):
+        def stop(self, graceful: bool = True) -> None:
+            shared = self.reexec_pid or self.master_pid or self.systemd or self.cfg.reuse_port
+            if graceful and not shared:
+                for listener in self.LISTENERS:
+                    refuse_new_connections(listener.sock)
+            super().stop(graceful)
+
+    return DrainingArbiter
+
+
 def _check_before_forking(directory: Path, inference: str | None) -> None:
     """Recognizer.check once, before any worker starts, so that unusable weights are one clear
     error rather than a traceback per worker. It runs in a child process: torch operations in
@@ -108,5 +129,11 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
 
         def load(self):
             return create_app(config)
+
+        def run(self) -> None:
+            try:
+                _draining_arbiter()(self).run()
+            except RuntimeError as exc:  # as gunicorn's BaseApplication.run reports it
+                sys.exit(f"\nError: {exc}\n")
 
     DigitrecApplication().run()

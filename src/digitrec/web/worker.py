@@ -11,13 +11,23 @@ its whole request has arrived — looking at the bytes without reading them (MSG
 headers, and the body up to BODY_PEEK bytes — serves others meanwhile, then hands it to
 gunicorn as usual. A connection silent for `keepalive` seconds, or whose request is not complete
 after REQUEST_DEADLINE seconds, is closed.
+
+Stopping loses no request a client has sent: told to stop (SIGTERM, or gunicorn's max-requests),
+the worker first serves every connection already waiting — in the listen queue, accepted by the
+kernel but by no worker yet, and parked here — within gunicorn's graceful_timeout, where the
+plain sync worker exits and the kernel resets them. A request cut short by gunicorn's timeout
+gets a 503 JSON answer with Retry-After (the plain worker: an HTML 500).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import json
 import os
 import select
 import socket
+import struct
 import time
 
 from gunicorn import util
@@ -28,6 +38,9 @@ REQUEST_DEADLINE = 10.0  # seconds a client has to send its whole request once i
 BODY_PEEK = 32 * 1024  # a body is waited for up to this many bytes (then read as usual); well
 # under a socket's receive buffer, which must hold what MSG_PEEK looks at
 PARTIAL_POLL = 0.05  # seconds between looks at requests that have begun but are incomplete
+DRAIN_MARGIN = 1.0  # a stopping worker is done this many seconds before graceful_timeout
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux's value
+SILENT_GRACE = 0.2  # seconds a stopping worker waits for a silent connection to speak
 
 
 class SyncWorker(sync.SyncWorker):
@@ -38,7 +51,70 @@ class SyncWorker(sync.SyncWorker):
         none whose request has begun (sockets → bytes seen so far)."""
         self.parked: dict[socket.socket, tuple[socket.socket, object, float]] = {}
         self.begun: dict[socket.socket, int] = {}
+        self.silent_wait = self.cfg.keepalive
+        self.aborting = False
         super().init_process()
+
+    def run(self) -> None:
+        """Serve as gunicorn's sync worker does until told to stop; then drain."""
+        super().run()
+        if not self.aborting:
+            self.drain()
+
+    def handle_abort(self, sig, frame) -> None:
+        """gunicorn's timeout (SIGABRT): exit at once, no draining (the master kills us next)."""
+        self.aborting = True
+        super().handle_abort(sig, frame)
+
+    def drain(self) -> None:
+        """Serve the connections already waiting (the listen queue and the parked ones) before
+        the worker exits, so that no client that sent its request is cut off; stop when none
+        are left, or DRAIN_MARGIN seconds before gunicorn's graceful_timeout."""
+        deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN)
+        self.silent_wait = SILENT_GRACE
+        soon = time.monotonic() + SILENT_GRACE
+        for client, (listener, address, until) in list(self.parked.items()):
+            cap = deadline if client in self.begun else min(deadline, soon)
+            self.parked[client] = (listener, address, min(until, cap))
+        while time.monotonic() < deadline:
+            self.notify()
+            waiting = self.accept_waiting()
+            self.serve_parked()
+            if not waiting:
+                if not self.parked:
+                    return
+                _readable(list(self.parked), PARTIAL_POLL)
+        for client in list(self.parked):
+            util.close(client)
+        self.parked.clear()
+        self.begun.clear()
+
+    def accept_waiting(self) -> int:
+        """Accept (and serve or park) every connection in the listen queues; how many."""
+        accepted = 0
+        for listener in self.sockets:
+            while True:
+                try:
+                    self.accept(listener)
+                except OSError as exc:
+                    if exc.errno == errno.ECONNABORTED:
+                        continue  # one the peer dropped before it was accepted
+                    break  # none waiting (EAGAIN), or no file descriptor left
+                accepted += 1
+        return accepted
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """A request cut short by gunicorn's timeout (SystemExit from its SIGABRT) gets a 503
+        JSON answer that says to send it again; other errors as gunicorn answers them."""
+        if not isinstance(exc, SystemExit):
+            return super().handle_error(req, client, addr, exc)
+        body = json.dumps({"error": "the server took too long and restarted; send it again"})
+        head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Retry-After: 1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n")
+        try:
+            client.sendall((head + body).encode())
+        except OSError:
+            pass
 
     def accept(self, listener: socket.socket) -> None:
         """Accept one connection: serve it if its whole request has arrived, else park it.
@@ -51,7 +127,7 @@ class SyncWorker(sync.SyncWorker):
         if _request_complete(client) is True:
             self.handle(listener, client, address)
         else:
-            self.parked[client] = (listener, address, time.monotonic() + self.cfg.keepalive)
+            self.parked[client] = (listener, address, time.monotonic() + self.silent_wait)
 
     def wait(self, timeout: float):
         """Wait for the listeners (as gunicorn does) and for parked connections; serve those
@@ -97,6 +173,21 @@ class SyncWorker(sync.SyncWorker):
             del self.parked[client]
             self.begun.pop(client, None)
             util.close(client)
+
+
+def refuse_new_connections(listener: socket.socket) -> bool:
+    """Make a listening socket drop every packet that reaches it (a classic BPF filter that
+    returns 0), so that it completes no new handshake while the connections already queued can
+    still be accepted and served: a new client's connect then fails cleanly, before it sent
+    anything (refused once the socket is closed), instead of being reset after sending its
+    request. Linux only; False where the filter cannot be attached."""
+    drop_all = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET|BPF_K
+    program = struct.pack("HP", 1, ctypes.addressof(drop_all))  # struct sock_fprog
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program)
+    except OSError:
+        return False
+    return True
 
 
 def _request_complete(client: socket.socket) -> bool | int | None:
