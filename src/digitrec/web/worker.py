@@ -24,10 +24,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
 import select
 import socket
 import struct
+import sys
 import time
 
 from gunicorn import util
@@ -60,6 +62,21 @@ class SyncWorker(sync.SyncWorker):
         super().run()
         if not self.aborting:
             self.drain()
+            self.exit_now()
+
+    def exit_now(self) -> None:
+        """Exit as gunicorn would after a graceful stop (status 0, its log line, the heartbeat
+        file closed), minus the interpreter's teardown: seconds of garbage collection over the
+        models' objects, which delayed every stop and restart. Only without a worker_exit hook,
+        which this way would not run."""
+        if self.cfg.settings["worker_exit"].value is not self.cfg.settings["worker_exit"].default:
+            return
+        self.log.info("Worker exiting (pid: %s)", self.pid)
+        self.tmp.close()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
 
     def handle_abort(self, sig, frame) -> None:
         """gunicorn's timeout (SIGABRT): exit at once, no draining (the master kills us next)."""
