@@ -1,16 +1,18 @@
 """The gunicorn worker `digitrec serve` runs by default: gunicorn's sync worker, made safe for
-browsers that open connections ahead of need.
+browsers that open connections ahead of need and for slow clients.
 
 The app is CPU-bound, so one request per worker at a time (gunicorn's sync worker) keeps every
 core busy and the latency tail tight, and a new connection goes to whichever worker is free
 (docs/performance.md, section 4). But the plain sync worker reads a new connection's request
-at once and blocks until it arrives, and Chrome opens connections it may use later (preconnect):
-one such silent connection stalls a worker until it times out, and so does a slow client
-that sends its request a few bytes at a time (slowloris). This worker parks a connection until
-its whole request has arrived — looking at the bytes without reading them (MSG_PEEK): the
-headers, and the body up to BODY_PEEK bytes — serves others meanwhile, then hands it to
-gunicorn as usual. A connection silent for `keepalive` seconds, or whose request is not complete
-after REQUEST_DEADLINE seconds, is closed.
+at once and blocks until it arrives: Chrome opens connections it may use later (preconnect),
+and one such silent connection stalls a worker until it times out; so does a slow client —
+a phone uploading a photo over a weak link, or an attacker sending a byte at a time
+(slowloris). This worker parks a connection and reads its request as the bytes come, without
+waiting for them, serving others meanwhile; once the whole request is in (headers, and a body
+up to BODY_LIMIT bytes), gunicorn gets it as usual, from memory. A connection silent for
+`keepalive` seconds is closed; one that sends nothing for IDLE_DEADLINE seconds once it has begun,
+or whose request is not whole after REQUEST_DEADLINE seconds, goes to gunicorn as it is (which
+answers it, or gives up reading the rest a second later).
 
 Stopping loses no request a client has sent: told to stop (SIGTERM, or gunicorn's max-requests),
 the worker first serves every connection already waiting — in the listen queue, accepted by the
@@ -31,28 +33,59 @@ import socket
 import struct
 import sys
 import time
+from dataclasses import dataclass, field
 
 from gunicorn import util
 from gunicorn.workers import sync
 
 FIRST_BYTES_WAIT = 0.005  # seconds to wait at accept for a request already on its way
-REQUEST_DEADLINE = 10.0  # seconds a client has to send its whole request once it has begun
-BODY_PEEK = 32 * 1024  # a body is waited for up to this many bytes (then read as usual); well
-# under a socket's receive buffer, which must hold what MSG_PEEK looks at
-PARTIAL_POLL = 0.05  # seconds between looks at requests that have begun but are incomplete
+IDLE_DEADLINE = 10.0  # seconds a client that has begun its request may send nothing
+REQUEST_DEADLINE = 60.0  # seconds a client has to send its whole request once it has begun
+BODY_LIMIT = 4 * 1024 * 1024 + 64 * 1024  # a body is read here up to this many bytes (the
+# app's upload limit, and some): a longer one is handed on after its headers (the app says 413)
+HEADER_LIMIT = 64 * 1024  # headers longer than this are handed on as they are (gunicorn: 431)
+PARKED_LIMIT = 512  # connections one worker parks at most; more are served as they come
 DRAIN_MARGIN = 1.0  # a stopping worker is done this many seconds before graceful_timeout
-SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux's value
 SILENT_GRACE = 0.2  # seconds a stopping worker waits for a silent connection to speak
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux's value
+
+
+@dataclass
+class Parked:
+    """A connection waiting for its request: where it came from, what it sent so far."""
+
+    listener: socket.socket
+    address: object
+    deadline: float  # closed at this time unless the request is whole
+    received: bytearray = field(default_factory=bytearray)
+    begun: float = 0.0  # time of its first byte (0: silent so far)
+
+
+class BufferedSocket:
+    """A client socket whose first bytes were already read: recv() returns them first, then
+    reads on; everything else is the socket's."""
+
+    def __init__(self, sock: socket.socket, received: bytes):
+        self._sock = sock
+        self._received = memoryview(received)
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        """The bytes read ahead first, then the socket's."""
+        if self._received:
+            chunk, self._received = bytes(self._received[:size]), self._received[size:]
+            return chunk
+        return self._sock.recv(size, flags)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
 
 
 class SyncWorker(sync.SyncWorker):
-    """gunicorn's sync worker that never blocks on a connection with no request bytes yet."""
+    """gunicorn's sync worker that never blocks on a connection whose request is not whole."""
 
     def init_process(self) -> None:
-        """Start with no parked connections (sockets → (listener, address, deadline)), and
-        none whose request has begun (sockets → bytes seen so far)."""
-        self.parked: dict[socket.socket, tuple[socket.socket, object, float]] = {}
-        self.begun: dict[socket.socket, int] = {}
+        """Start with no parked connections."""
+        self.parked: dict[socket.socket, Parked] = {}
         self.silent_wait = self.cfg.keepalive
         self.aborting = False
         super().init_process()
@@ -64,24 +97,70 @@ class SyncWorker(sync.SyncWorker):
             self.drain()
             self.exit_now()
 
-    def exit_now(self) -> None:
-        """Exit as gunicorn would after a graceful stop (status 0, its log line, the heartbeat
-        file closed), minus the interpreter's teardown: seconds of garbage collection over the
-        models' objects, which delayed every stop and restart. Only without a worker_exit hook,
-        which this way would not run."""
-        if self.cfg.settings["worker_exit"].value is not self.cfg.settings["worker_exit"].default:
+    def accept(self, listener: socket.socket) -> None:
+        """Accept one connection: serve it if its whole request has arrived, else park it.
+        Parked connections whose request has arrived meanwhile go first."""
+        client, address = listener.accept()
+        client.setblocking(True)
+        util.close_on_exec(client)
+        self.serve_parked()
+        parked = Parked(listener, address, time.monotonic() + self.silent_wait)
+        if len(self.parked) >= PARKED_LIMIT:  # under a flood, as gunicorn would
+            self.handle(listener, client, address)
             return
-        self.log.info("Worker exiting (pid: %s)", self.pid)
-        self.tmp.close()
-        logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(0)
+        self.parked[client] = parked
+        if _readable([client], FIRST_BYTES_WAIT):
+            self.serve_parked([client])
 
-    def handle_abort(self, sig, frame) -> None:
-        """gunicorn's timeout (SIGABRT): exit at once, no draining (the master kills us next)."""
-        self.aborting = True
-        super().handle_abort(sig, frame)
+    def wait(self, timeout: float):
+        """Wait for the listeners (as gunicorn does) and for parked connections; read what
+        they send, serve those whose request is whole, close those past their deadline."""
+        if not self.parked:
+            return super().wait(timeout)
+        self.notify()
+        soonest = min(p.deadline for p in self.parked.values())
+        limit = max(0.0, min(timeout, soonest - time.monotonic()))
+        try:
+            ready = select.select(self.wait_fds + list(self.parked), [], [], limit)[0]
+        except OSError:  # interrupted, or a socket went bad: let gunicorn's wait() decide
+            return super().wait(0.0)
+        self.serve_parked([s for s in ready if s in self.parked])
+        if self.PIPE[0] in ready:
+            os.read(self.PIPE[0], 1)  # a signal's wake-up byte, as gunicorn's wait() reads it
+        return [s for s in ready if s in self.wait_fds]
+
+    def serve_parked(self, ready: list | None = None) -> None:
+        """Read what the parked connections in `ready` (else all that are readable now) have
+        sent; serve those whose request is whole; at their deadline, close the silent ones and
+        hand the others to gunicorn, which answers what it can read (or times out reading)."""
+        if not self.parked:
+            return
+        if ready is None:
+            ready = _readable(list(self.parked), 0.0)
+        now = time.monotonic()
+        for client in ready:
+            parked = self.parked.get(client)
+            if parked is None:
+                continue
+            ended = _read_available(client, parked.received)
+            if ended or _request_whole(parked.received):
+                self.hand_over(client)
+            elif parked.received:
+                parked.begun = parked.begun or now
+                parked.deadline = min(parked.begun + REQUEST_DEADLINE, now + IDLE_DEADLINE)
+        for client in [c for c, p in self.parked.items() if p.deadline <= now]:
+            self.hand_over(client, read_timeout=1.0)
+
+    def hand_over(self, client: socket.socket, read_timeout: float = IDLE_DEADLINE) -> None:
+        """Unpark a connection and let gunicorn serve it from what it sent (reads of anything
+        more time out after `read_timeout` s); one that sent nothing is closed."""
+        parked = self.parked.pop(client)
+        if not parked.received:
+            util.close(client)
+            return
+        client.settimeout(read_timeout)
+        self.handle(parked.listener, BufferedSocket(client, bytes(parked.received)),
+                    parked.address)
 
     def drain(self) -> None:
         """Serve the connections already waiting (the listen queue and the parked ones) before
@@ -90,9 +169,8 @@ class SyncWorker(sync.SyncWorker):
         deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN)
         self.silent_wait = SILENT_GRACE
         soon = time.monotonic() + SILENT_GRACE
-        for client, (listener, address, until) in list(self.parked.items()):
-            cap = deadline if client in self.begun else min(deadline, soon)
-            self.parked[client] = (listener, address, min(until, cap))
+        for parked in self.parked.values():
+            parked.deadline = min(parked.deadline, deadline if parked.received else soon)
         while time.monotonic() < deadline:
             self.notify()
             waiting = self.accept_waiting()
@@ -100,11 +178,9 @@ class SyncWorker(sync.SyncWorker):
             if not waiting:
                 if not self.parked:
                     return
-                _readable(list(self.parked), PARTIAL_POLL)
+                self.serve_parked(_readable(list(self.parked), 0.05))
         for client in list(self.parked):
-            util.close(client)
-        self.parked.clear()
-        self.begun.clear()
+            self.hand_over(client, read_timeout=0.5)
 
     def accept_waiting(self) -> int:
         """Accept (and serve or park) every connection in the listen queues; how many."""
@@ -120,6 +196,25 @@ class SyncWorker(sync.SyncWorker):
                 accepted += 1
         return accepted
 
+    def handle_abort(self, sig, frame) -> None:
+        """gunicorn's timeout (SIGABRT): exit at once, no draining (the master kills us next)."""
+        self.aborting = True
+        super().handle_abort(sig, frame)
+
+    def exit_now(self) -> None:
+        """Exit as gunicorn would after a graceful stop (status 0, its log line, the heartbeat
+        file closed), minus the interpreter's teardown: seconds of garbage collection over the
+        models' objects, which delayed every stop and restart. Only without a worker_exit hook,
+        which this way would not run."""
+        if self.cfg.settings["worker_exit"].value is not self.cfg.settings["worker_exit"].default:
+            return
+        self.log.info("Worker exiting (pid: %s)", self.pid)
+        self.tmp.close()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
+
     def handle_error(self, req, client, addr, exc) -> None:
         """A request cut short by gunicorn's timeout (SystemExit from its SIGABRT) gets a 503
         JSON answer that says to send it again; other errors as gunicorn answers them."""
@@ -133,63 +228,47 @@ class SyncWorker(sync.SyncWorker):
         except OSError:
             pass
 
-    def accept(self, listener: socket.socket) -> None:
-        """Accept one connection: serve it if its whole request has arrived, else park it.
-        Parked connections whose request has arrived meanwhile go first."""
-        client, address = listener.accept()
-        client.setblocking(True)
-        util.close_on_exec(client)
-        self.serve_parked()
-        _readable([client], FIRST_BYTES_WAIT)
-        if _request_complete(client) is True:
-            self.handle(listener, client, address)
-        else:
-            self.parked[client] = (listener, address, time.monotonic() + self.silent_wait)
 
-    def wait(self, timeout: float):
-        """Wait for the listeners (as gunicorn does) and for parked connections; serve those
-        whose request is complete, close those past their deadline."""
-        if not self.parked:
-            return super().wait(timeout)
-        self.notify()
-        soonest = min(deadline for _, _, deadline in self.parked.values())
-        limit = max(0.0, min(timeout, soonest - time.monotonic()))
-        if self.begun:  # readable but incomplete: select would wake at once, so poll them
-            limit = min(limit, PARTIAL_POLL)
-        silent = [s for s in self.parked if s not in self.begun]
+def _read_available(client: socket.socket, received: bytearray) -> bool:
+    """Append what the client has sent (without waiting) to `received`, up to what a whole
+    request may take here; True when the peer closed its side or the socket failed."""
+    room = HEADER_LIMIT + BODY_LIMIT - len(received)
+    while room > 0:
         try:
-            ready = select.select(self.wait_fds + silent, [], [], limit)[0]
-        except OSError:  # interrupted, or a socket went bad: let gunicorn's wait() decide
-            return super().wait(0.0)
-        self.serve_parked([s for s in ready if s in self.parked] + list(self.begun))
-        if self.PIPE[0] in ready:
-            os.read(self.PIPE[0], 1)  # a signal's wake-up byte, as gunicorn's wait() reads it
-        return [s for s in ready if s in self.wait_fds]
+            chunk = client.recv(min(room, 256 * 1024), socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        if not chunk:
+            return True
+        received += chunk
+        room -= len(chunk)
+    return False
 
-    def serve_parked(self, ready: list | None = None) -> None:
-        """Serve the parked connections (those in `ready`, else all that are readable now)
-        whose request is complete; close the ones past their deadline."""
-        if not self.parked:
-            return
-        if ready is None:
-            ready = _readable(list(self.parked), 0.0) + list(self.begun)
-        now = time.monotonic()
-        for client in dict.fromkeys(ready):
-            if client not in self.parked:
-                continue
-            complete = _request_complete(client)
-            if complete is True:
-                listener, address, _ = self.parked.pop(client)
-                self.begun.pop(client, None)
-                self.handle(listener, client, address)
-            elif complete and client not in self.begun:  # begun, not whole: from now on
-                self.begun[client] = complete  # polled, with a deadline for the whole request
-                listener, address, _ = self.parked[client]
-                self.parked[client] = (listener, address, now + REQUEST_DEADLINE)
-        for client in [c for c, (_, _, deadline) in self.parked.items() if deadline <= now]:
-            del self.parked[client]
-            self.begun.pop(client, None)
-            util.close(client)
+
+def _request_whole(received: bytes | bytearray) -> bool:
+    """Whether `received` holds a whole request for gunicorn to read: its headers, and its body
+    up to BODY_LIMIT bytes (or nothing more to wait for: a body the client sends only after
+    "100 Continue", one longer than the limit, a bad length, headers over HEADER_LIMIT)."""
+    end = received.find(b"\r\n\r\n")
+    if end < 0:
+        return len(received) >= HEADER_LIMIT
+    headers = bytes(received[:end]).lower()
+    body = len(received) - end - 4
+    if b"\nexpect:" in headers and b"100-continue" in headers:
+        return True
+    if b"\ntransfer-encoding:" in headers and b"chunked" in headers:
+        return body >= BODY_LIMIT or bytes(received[-5:]) == b"0\r\n\r\n"
+    length = 0
+    for line in headers.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip() == b"content-length":
+            try:
+                length = int(value.strip())
+            except ValueError:
+                return True  # gunicorn answers a bad length
+    return body >= min(length, BODY_LIMIT) or length > BODY_LIMIT
 
 
 def refuse_new_connections(listener: socket.socket) -> bool:
@@ -205,36 +284,6 @@ def refuse_new_connections(listener: socket.socket) -> bool:
     except OSError:
         return False
     return True
-
-
-def _request_complete(client: socket.socket) -> bool | int | None:
-    """True when the connection's request has arrived whole (its headers, and its body up to
-    BODY_PEEK bytes), or the peer closed, or the socket failed (gunicorn then reads it and
-    answers or drops it as usual); else the number of bytes seen so far (0: none)."""
-    try:
-        seen = client.recv(BODY_PEEK + 16384, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return 0
-    except OSError:
-        return True
-    if not seen:
-        return True  # closed by the peer
-    end = seen.find(b"\r\n\r\n")
-    if end < 0:
-        return True if len(seen) >= BODY_PEEK else len(seen)  # huge headers: gunicorn refuses
-    headers = seen[:end].lower()
-    body = len(seen) - end - 4
-    if b"\ntransfer-encoding:" in headers and b"chunked" in headers:
-        return True if body >= BODY_PEEK or seen.endswith(b"0\r\n\r\n") else len(seen)
-    length = 0
-    for line in headers.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip() == b"content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                return True  # gunicorn answers a bad length
-    return True if body >= min(length, BODY_PEEK) else len(seen)
 
 
 def _readable(sockets: list[socket.socket], wait: float) -> list[socket.socket]:
