@@ -4,8 +4,9 @@ Three phases, each on a fresh server (127.0.0.1, a free port, the default 2 sync
 16 client threads that open a connection per request (as the sync worker wants):
 
 1. hostile: `--seconds` (30) of load where 10% of requests are hostile — decompression bombs,
-   1,600-dot grids sent to /api/read-number, bodies sent slowly over ~2 s, bytes that are no
-   image. The good ones (the page's /api/predict request) must all get 200 with p99 ≤ 100 ms;
+   1,600-dot grids sent to /api/read-number, bodies sent slowly over ~2 s (the page's request,
+   and a 300 KB photo of noise), bytes that are no image. The good ones (the page's
+   /api/predict request) must all get 200 with p99 ≤ 100 ms;
    no request of either kind may get a 5xx.
 2. kill: good load; one worker is SIGKILLed every few seconds (`--kills`, 3). A request that
    fails on its connection (reset, or closed without an answer) is sent again once, as the API
@@ -58,6 +59,18 @@ class Outcome:
     status: int | None  # None: no HTTP answer
     failure: str = ""  # "before-send" (connect failed), "after-send" (reset / no answer)
     retried: bool = False
+
+
+def noise_png(side: int = 320) -> bytes:
+    """A photo-sized PNG (about 300 KB) of colour noise: no digit in it, much to upload."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    out = io.BytesIO()
+    pixels = np.random.default_rng(14).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
 
 
 def free_port() -> int:
@@ -115,6 +128,7 @@ class Load:
                                   "image/png"),
             "dot-grid": request_bytes(port, "/api/read-number", dot_grid(40), "image/png"),
             "slow-body": self.good,
+            "slow-photo": request_bytes(port, "/api/predict", noise_png(), "image/png"),
             "not-an-image": request_bytes(port, "/api/predict", os.urandom(3000),
                                           "application/octet-stream"),
         }
@@ -130,12 +144,13 @@ class Load:
             kind = rng.choice(sorted(self.bad)) if rng.random() < self.hostile else "good"
             raw = self.good if kind == "good" else self.bad[kind]
             start = time.perf_counter()
-            status, failure = send(self.port, raw, slow=kind == "slow-body")
+            slow = kind.startswith("slow")
+            status, failure = send(self.port, raw, slow=slow)
             if failure == "before-send" and not self.retry:
                 time.sleep(0.05)  # the server is gone: don't spin
             retried = bool(failure and self.retry)
             if retried:
-                status, failure = send(self.port, raw, slow=kind == "slow-body")
+                status, failure = send(self.port, raw, slow=slow)
             mine.append(Outcome(kind, start, time.perf_counter(), status, failure, retried))
         with self.lock:
             self.outcomes.extend(mine)
