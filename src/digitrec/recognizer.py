@@ -157,7 +157,14 @@ def default_backend(weights: str | os.PathLike | None) -> str | None:
     chosen = read().inference
     if chosen:
         return chosen
-    return "int8" if ((Path(weights) if weights else BUNDLED_DIR) / INT8_FILE).exists() else None
+    return "int8" if (weights_directory(weights) / INT8_FILE).exists() else None
+
+
+def weights_directory(path: str | os.PathLike | None = None) -> Path:
+    """`path`, else $DIGITREC_WEIGHTS, else the bundled ensemble: the weights every entry point
+    loads unless told otherwise."""
+    from digitrec.config import read
+    return Path(path) if path else (read().weights or BUNDLED_DIR)
 
 
 class Recognizer:
@@ -176,7 +183,8 @@ class Recognizer:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, backend: str | None = None,
              batching: bool = False) -> Recognizer:
-        """Load the models in `path` (the bundled ensemble by default). `backend`: "onnx",
+        """Load the models in `path` (default: $DIGITREC_WEIGHTS, else the bundled ensemble, as
+        the CLI and the web app choose). `backend`: "onnx",
         "int8" or "torch" (digitrec.inference), default: `default_backend(path)`. `batching`:
         serve concurrent calls from several threads as shared batches (for servers)."""
         directory, ensemble, cards, name, ranges = _load_parts(path, backend)
@@ -309,7 +317,7 @@ def _load_parts(path: str | os.PathLike | None, backend: str | None
                 ) -> tuple[Path, Ensemble, dict[str, dict], str | None, dict | None]:
     """The weights directory, the ensemble and cards in it, the backend's name and (for int8)
     its ranges; ModelError or ConfigError when they cannot be used."""
-    directory = Path(path) if path else BUNDLED_DIR
+    directory = weights_directory(path)
     if not directory.is_dir():
         raise ModelError(f"no weights directory {directory}")
     ensemble, cards = load_ensemble(directory)

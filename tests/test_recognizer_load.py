@@ -1,0 +1,33 @@
+"""Which weights Recognizer.load() takes: the path given, else $DIGITREC_WEIGHTS, else the
+bundled ensemble — as the CLI and the web app choose."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import weights_dir
+
+from digitrec.errors import ModelError
+from digitrec.models import BUNDLED_DIR
+from digitrec.recognizer import Recognizer, weights_directory
+
+
+def test_the_environment_names_the_weights_when_no_path_is_given(tmp_path, monkeypatch):
+    copy = tmp_path / "mine"
+    shutil.copytree(weights_dir(), copy)
+    monkeypatch.setenv("DIGITREC_WEIGHTS", str(copy))
+    assert weights_directory() == copy
+    assert weights_directory(BUNDLED_DIR) == BUNDLED_DIR  # a path given wins
+    assert Recognizer.load().version == Recognizer.load(copy).version
+
+
+def test_a_missing_directory_in_the_environment_is_a_model_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITREC_WEIGHTS", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="nowhere"):
+        Recognizer.load()
+
+
+def test_without_the_environment_the_bundled_ensemble(monkeypatch):
+    monkeypatch.delenv("DIGITREC_WEIGHTS", raising=False)
+    assert weights_directory() == BUNDLED_DIR
