@@ -142,13 +142,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(ens, None)
     ens.set_defaults(run="train:train_ensemble")
 
-    ev = sub.add_parser("evaluate", help="accuracy of each member and the ensemble on the test set")
+    ev = sub.add_parser("evaluate", help="accuracy of each member and the ensemble on the test "
+                        "set, or on your own labelled digits (--folder, --strokes)")
     _add_weights(ev)
     _add_inference(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--report", help="write confusion-matrix and error-gallery PNGs here")
-    ev.add_argument("--limit", type=int, help="first N test images only")
+    ev.add_argument("--limit", type=int, help="first N test images (or digits) only")
     _add_data_dir(ev)
+    own = ev.add_mutually_exclusive_group()
+    own.add_argument("--folder", metavar="DIR", help="your labelled images instead of MNIST: "
+                     "labels.csv (file,label), *_<label>.png names (any image type) or "
+                     "subfolders named by the label")
+    own.add_argument("--strokes", metavar="FILE", help="pen strokes instead of MNIST (JSON lines "
+                     "as DigiLeTs: writer, label, strokes), drawn as the page's pad draws them")
+    ev.add_argument("--style", choices=("canvas", "bold", "thin"), default="canvas",
+                    help="with --strokes: the page's canvas (default), or a scan of a bold or a "
+                    "thin pen")
+    ev.add_argument("--pen", type=float, metavar="PX", help="with --strokes: pen width in pixels "
+                    "(default: the page's, 23, on the canvas)")
+    ev.add_argument("--pad", type=int, default=280, metavar="PX",
+                    help="with --strokes: side of the pad or scan in pixels (default 280)")
     ev.set_defaults(run="evaluate:evaluate")
 
     cal = sub.add_parser("calibrate", help="choose the abstention threshold on validation images")

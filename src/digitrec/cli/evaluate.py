@@ -7,10 +7,18 @@ import json
 import sys
 
 from digitrec.cli.models import derived_files_dir, weights_dir
+from digitrec.errors import UsageError
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Members and ensemble on the MNIST test set, on the backend the app serves."""
+    """Members and ensemble on the MNIST test set, on the backend the app serves (or, with
+    --folder or --strokes, the ensemble on the user's own labelled digits)."""
+    if args.folder or args.strokes:
+        return evaluate_labelled(args)
+    given = [f"--{name}" for name in ("style", "pen", "pad")
+             if getattr(args, name) != {"style": "canvas", "pad": 280}.get(name)]
+    if given:
+        raise UsageError(f"{', '.join(given)} only apply with --strokes")
     from digitrec.data.mnist import load_mnist
     from digitrec.evaluation.evaluate import evaluate_recognizer, format_text, write_report
     from digitrec.recognizer import Recognizer
@@ -24,6 +32,36 @@ def evaluate(args: argparse.Namespace) -> int:
         for path in write_report(result, args.report):
             print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(result.to_json()) if args.json else format_text(result))
+    return 0
+
+
+def evaluate_labelled(args: argparse.Namespace) -> int:
+    """The ensemble on a folder of labelled images (--folder) or on pen strokes (--strokes):
+    exit 3 when some image could not be read (the others are counted)."""
+    from digitrec.evaluation.labelled import evaluate_folder, evaluate_strokes, format_text
+    from digitrec.evaluation.labelled import write_report as write_labelled_report
+    from digitrec.recognizer import Recognizer
+
+    if args.folder and (args.style != "canvas" or args.pen is not None or args.pad != 280):
+        raise UsageError("--style, --pen and --pad only apply with --strokes")
+    if args.pen is not None and args.pen <= 0 or args.pad < 28:
+        raise UsageError("--pen must be above 0 and --pad at least 28 pixels")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    recognizer = Recognizer.load(weights_dir(args), backend=args.inference)
+    if args.folder:
+        result = evaluate_folder(recognizer, args.folder, limit=args.limit)
+    else:
+        result = evaluate_strokes(recognizer, args.strokes, size=args.pad, pen=args.pen,
+                                  style=args.style, limit=args.limit)
+    if args.report:
+        for path in write_labelled_report(result, args.report):
+            print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps(result.to_json()) if args.json else format_text(result))
+    if result.unreadable:
+        print(f"digitrec evaluate: {len(result.unreadable)} image(s) could not be read",
+              file=sys.stderr)
+        return 3
     return 0
 
 

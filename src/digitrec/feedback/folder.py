@@ -6,27 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from digitrec.errors import DataError
 from digitrec.feedback.models import MODES, Correction
+from digitrec.io.folder import LABELS_FILE, NAMED, LabelledImage
+from digitrec.io.folder import read_folder as read_labelled_folder
 
-LABELS_FILE = "labels.csv"
+__all__ = ["COLUMNS", "LABELS_FILE", "NAMED", "LabelledImage", "as_png", "export_folder",
+           "read_folder"]
+
 COLUMNS = ("file", "label", "mode", "predicted", "model_version", "source", "created")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-NAMED = re.compile(r"^(?:.*_)?(?P<label>[0-9]+)\.png$", re.ASCII | re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    """An image file of a folder and its label (mode None: by the label's length)."""
-
-    path: Path
-    label: str
-    mode: str | None = None
 
 
 def as_png(data: bytes) -> bytes:
@@ -60,30 +51,6 @@ def export_folder(corrections: Iterable[Correction], directory: Path) -> int:
 
 def read_folder(directory: Path) -> list[LabelledImage]:
     """The labelled images of a folder: the rows of its labels.csv when it has one (columns
-    `file` and `label`, optionally `mode`), else every `*_<label>.png` (or `<label>.png`)."""
-    if not directory.is_dir():
-        raise DataError(f"no folder {directory}")
-    table = directory / LABELS_FILE
-    if not table.exists():
-        found = [LabelledImage(path, match["label"]) for path in sorted(directory.iterdir())
-                 if (match := NAMED.match(path.name)) and path.is_file()]
-        if not found:
-            raise DataError(f"{directory} holds no {LABELS_FILE} and no PNG named "
-                            "*_<label>.png")
-        return found
-    out = []
-    with open(table, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
-            raise DataError(f"{table}: the first line must name the columns file and label")
-        for line, row in enumerate(reader, start=2):
-            name, label = (row.get("file") or "").strip(), (row.get("label") or "").strip()
-            mode = (row.get("mode") or "").strip() or None
-            path = directory / name
-            if not name or Path(name).name != name or not path.is_file():
-                raise DataError(f"{table}, line {line}: no image file {name!r} in {directory}")
-            if mode is not None and mode not in MODES:
-                raise DataError(f"{table}, line {line}: mode {mode!r} is not one of "
-                                f"{', '.join(MODES)}")
-            out.append(LabelledImage(path, label, mode))
-    return out
+    `file` and `label`, optionally `mode`), else every `*_<label>.png` (or `<label>.png`);
+    digitrec.io.folder reads them."""
+    return read_labelled_folder(directory, suffixes=(".png",), subfolders=False, modes=MODES)
