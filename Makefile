@@ -9,7 +9,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 SHARED_MNIST := $(abspath ../shared/mnist)
 export DIGITREC_DATA ?= $(if $(wildcard $(SHARED_MNIST)),$(SHARED_MNIST),)
 
-.PHONY: setup run test lint bench browser postgresql clean
+.PHONY: setup run test lint bench browser postgresql axe clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,13 +27,16 @@ browser:
 postgresql:
 	@scripts/ensure-postgresql.sh
 
+axe:
+	@scripts/ensure-axe.sh
+
 run: setup
 	$(VENV)/bin/digitrec serve
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup browser postgresql lint
+test: setup browser postgresql axe lint
 	$(VENV)/bin/pytest -q
 
 bench: setup

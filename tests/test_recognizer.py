@@ -163,3 +163,40 @@ def test_an_error_in_a_shared_batch_reaches_each_of_its_callers():
             with pytest.raises(ValueError, match="unlucky"):
                 future.result(5)
     assert batcher(np.zeros((1, 28, 28), np.uint8)) == [0]
+
+
+def _drawn_png(strokes: list[list[tuple[float, float]]], size: tuple[int, int]) -> bytes:
+    """Round-capped black strokes (fractions of the pad) on a white pad, as the page draws."""
+    import io
+
+    from PIL import Image, ImageDraw
+    pad = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(pad)
+    for stroke in strokes:
+        points = [(x * size[0], y * size[1]) for x, y in stroke]
+        draw.line(points, fill="black", width=23, joint="curve")
+        for x, y in points:
+            draw.ellipse([x - 11.5, y - 11.5, x + 11.5, y + 11.5], fill="black")
+    out = io.BytesIO()
+    pad.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [(560, 280), (280, 280)], ids=["number-pad", "digit-pad"])
+@pytest.mark.parametrize("strokes", [
+    [[(0.40, 0.22), (0.55, 0.21), (0.62, 0.22), (0.57, 0.42), (0.53, 0.62), (0.49, 0.82)]],
+    [[(0.46, 0.28), (0.52, 0.15), (0.51, 0.5), (0.50, 0.85)]],
+    [[(0.48, 0.15), (0.44, 0.6), (0.58, 0.6)], [(0.55, 0.3), (0.55, 0.86)]],
+], ids=["seven", "one", "four"])
+def test_one_digit_in_number_mode_reads_as_in_digit_mode(recognizer, strokes, size):
+    image = _drawn_png(strokes, size)
+    digit = recognizer.predict(image)
+    reading = recognizer.read_number(image)
+    assert len(reading.digits) == 1
+    (alone,) = reading.digits
+    # the same 28x28 image, so the same digit, probabilities and abstention
+    np.testing.assert_array_equal(alone.image28, digit.image28)
+    assert (alone.best_guess, alone.abstained) == (digit.best_guess, digit.abstained)
+    np.testing.assert_allclose(alone.probabilities, digit.probabilities, rtol=0, atol=1e-6)
+    x0, y0, x1, y1 = reading.boxes[0]  # the box still frames the ink
+    assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -304,11 +304,16 @@ class Recognizer:
 
     def read_number(self, image: ImageSource) -> NumberReading:
         """Split a line of handwritten digits and read each, left to right (the models'
-        confidence decides where touching digits are cut)."""
+        confidence decides where touching digits are cut); a line of one digit is read as
+        `predict` reads it."""
         def score(images28: np.ndarray) -> np.ndarray:
             return np.array([d.confidence for d in self._run(images28)])
 
         segments = segment_digits(image, score)
+        if len(segments) == 1:  # one digit: read as predict() reads it, so the modes agree
+            whole = preprocess_or_error(image)
+            if not isinstance(whole, DigitrecError):
+                segments = [replace(segments[0], image28=whole)]
         digits = self._run(np.stack([s.image28 for s in segments]))
         return NumberReading(digits=digits, boxes=[s.box for s in segments])
 

@@ -101,8 +101,8 @@ def test_draw_seven_shows_seven_with_details_and_screenshot(page, tmp_path):
     draw(page, SEVEN)
     assert shown_digit(page) == "7"
     assert page.locator("#confidence").inner_text().endswith("%")
-    assert page.locator("#bars li").count() == 10
-    assert page.locator("#bars li.best .bar-label").inner_text() == "7"
+    assert page.locator("#bars tbody tr").count() == 10
+    assert page.locator("#bars tr.best .bar-label").inner_text() == "7"
     assert page.locator("#models li").count() >= 1
     ink = page.evaluate("() => Array.from(document.querySelector('#seen').getContext('2d')"
                         ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 == 0 && v > 128)"
@@ -164,7 +164,8 @@ def test_upload_png_through_the_file_input(page, tmp_path):
     text.write_text("not an image")
     page.set_input_files("#file", str(text))
     wait_for_result(page)
-    assert "unsupported content type" in page.locator("#error").inner_text()
+    assert page.locator("#error-text").inner_text().startswith("That file is not an image")
+    assert "unsupported content type" in page.locator("#error-detail").text_content()
 
 
 def test_drop_and_paste_an_image(page, tmp_path):

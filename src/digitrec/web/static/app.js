@@ -1,5 +1,6 @@
-// digitrec page: drawing pad (pointer events), upload / drop / paste, live prediction.
-// No build step, no dependencies. The pad is exported as a PNG of black ink on white.
+// digitrec page: drawing pad (pointer events), upload / drop / paste, live prediction, the
+// states of the answer (idle, drawing, reading, answered, abstained, error), this visit's
+// readings. No build step, no dependencies. The pad is exported as a PNG of black ink on white.
 "use strict";
 
 (() => {
@@ -11,6 +12,7 @@
   const result = $("result");
   const SIZES = { digit: [280, 280], number: [560, 280] };
   const LIVE_MS = 150; // live prediction at most this often while drawing
+  const HISTORY_MAX = 24; // readings kept in the strip (this page only, never stored or sent)
 
   let strokes = []; // finished strokes: {width, points: [[x, y], ...]}
   let current = null; // the stroke being drawn
@@ -19,12 +21,40 @@
   let timer = null;
   let busy = false;
   let pending = false;
+  let preparing = false; // an upload being scaled down before it is sent
   let controller = null;
+  let upload = null; // {form, version}: the uploaded image now on the pad, to send again
+  let outcome = "idle"; // what is on screen: idle | answered | abstained | error
+  let errorKind = ""; // input (this image cannot be read) | server (out of reach, or failing)
+  let shown = { version: -1, error: false }; // which input the screen answers
 
   const numberMode = () => $("mode-number").checked;
   const endpoint = () => (numberMode() ? "/api/read-number" : "/api/predict");
   const isEmpty = () => strokes.length === 0 && current === null;
   const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+  const sure = (p) => `${Math.round(100 * p)}% sure`;
+
+  // ---- the page's state: one attribute, data-state on #result ---------------------------
+
+  function refreshState() {
+    let state = outcome;
+    if (current) state = "drawing";
+    else if (busy || pending || preparing) state = "reading";
+    result.dataset.state = state;
+    result.dataset.outcome = outcome;
+    result.dataset.error = outcome === "error" ? errorKind : "";
+    result.setAttribute("aria-busy", String(busy || preparing));
+    if (state === "reading" && outcome !== "answered" && outcome !== "abstained") {
+      $("status").textContent = "Reading…";
+    }
+    const n = strokes.length + (current ? 1 : 0);
+    pad.setAttribute("aria-label", n ? `Drawing pad, ${n} stroke${n > 1 ? "s" : ""}`
+      : "Drawing pad, empty");
+  }
+
+  function announce(text) {
+    $("announce").textContent = text;
+  }
 
   // ---- drawing --------------------------------------------------------------------------
 
@@ -82,8 +112,9 @@
 
   function changed() {
     version += 1;
+    autoRetries = 0;
     pad.dataset.version = String(version);
-    overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+    octx.clearRect(0, 0, overlay.width, overlay.height);
   }
 
   pad.addEventListener("pointerdown", (ev) => {
@@ -92,10 +123,12 @@
     ev.preventDefault();
     pad.setPointerCapture(ev.pointerId);
     pointerId = ev.pointerId;
+    if (upload) startOver(); // drawing over an uploaded image: a new input
     hidePreview();
     current = { width: Number($("pen-width").value), points: [toPad(ev)] };
     changed();
     render();
+    refreshState();
   });
 
   pad.addEventListener("pointermove", (ev) => {
@@ -115,7 +148,7 @@
     pointerId = null;
     changed();
     render();
-    predict();
+    predict(true);
   }
   pad.addEventListener("pointerup", endStroke);
   pad.addEventListener("pointercancel", endStroke);
@@ -125,7 +158,12 @@
     strokes.pop();
     changed();
     render();
-    if (isEmpty()) resetResult(); else predict();
+    if (isEmpty()) {
+      dropHistoryEntry();
+      resetResult();
+    } else {
+      predict();
+    }
   }
 
   function clear() {
@@ -134,6 +172,7 @@
     changed();
     render();
     hidePreview();
+    startOver();
     resetResult();
   }
 
@@ -143,13 +182,21 @@
     pad.height = overlay.height = h;
     $("drop").classList.toggle("wide", numberMode());
     $("single").hidden = numberMode();
+    $("single-details").hidden = numberMode();
     $("number").hidden = !numberMode();
+    $("number-details").hidden = !numberMode();
     clear();
   }
 
   $("undo").addEventListener("click", undo);
   $("clear").addEventListener("click", clear);
   $("mode-number").addEventListener("change", setMode);
+  $("mode-number").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { // Space toggles a checkbox; Enter does too here
+      ev.preventDefault();
+      ev.target.click();
+    }
+  });
   document.addEventListener("keydown", (ev) => {
     const typing = ev.target instanceof HTMLInputElement && ev.target.type !== "checkbox"
       && ev.target.type !== "range";
@@ -169,13 +216,16 @@
     if (img.src) URL.revokeObjectURL(img.src);
     img.removeAttribute("src");
     img.hidden = true;
+    upload = null;
   }
 
   // Photos over the server's upload limit are scaled down here first (the models only need
-  // a few hundred pixels); white underneath keeps transparent PNGs readable.
+  // a few hundred pixels); white underneath keeps transparent PNGs readable. Returns null for
+  // a file over the limit that this browser cannot open as an image.
   async function shrink(file) {
     const limit = Number(document.body.dataset.maxUpload || 0);
-    if (!limit || file.size <= limit || !window.createImageBitmap) return file;
+    if (!limit || file.size <= limit) return file;
+    if (!window.createImageBitmap) return file;
     try {
       const bitmap = await createImageBitmap(file);
       const scale = Math.min(1, 1600 / Math.max(bitmap.width, bitmap.height));
@@ -189,7 +239,7 @@
       const blob = await new Promise((done) => canvas.toBlob(done, "image/jpeg", 0.9));
       return blob || file;
     } catch {
-      return file; // not decodable here: let the server say what is wrong with it
+      return null;
     }
   }
 
@@ -200,15 +250,33 @@
     changed();
     render();
     hidePreview();
+    startOver();
     const forVersion = version;
     const img = $("upload-preview");
+    img.onload = () => { img.hidden = false; };
+    img.onerror = () => { img.hidden = true; }; // not an image: no broken-image icon
     img.src = URL.createObjectURL(file);
-    img.hidden = false;
+    preparing = true;
+    refreshState();
+    const small = await shrink(file);
+    preparing = false;
+    if (forVersion !== version) return;
+    if (small === null) {
+      const mb = (n) => `${(n / 1024 / 1024).toFixed(1)} MB`;
+      showError("input", MESSAGES.notImage, `${file.name || "the file"} (${file.type
+        || "type unknown"}, ${mb(file.size)}) is over the ${mb(Number(
+        document.body.dataset.maxUpload))} upload limit and cannot be opened as an image`);
+      result.dataset.for = String(forVersion);
+      refreshState();
+      return;
+    }
     const form = new FormData();
-    form.append("image", await shrink(file), file.name || "upload");
-    if (forVersion === version) request(form, forVersion, false);
+    form.append("image", small, file.name || "upload");
+    upload = { form, version: forVersion };
+    request(form, forVersion, false);
   }
 
+  $("upload").addEventListener("click", () => $("file").click());
   $("file").addEventListener("change", (ev) => {
     sendFile(ev.target.files[0]);
     ev.target.value = "";
@@ -233,14 +301,18 @@
 
   // ---- talking to the API ---------------------------------------------------------------
 
-  function predict() {
+  // While drawing, one request at a time: the latest drawing is sent when it returns. When
+  // the pen is lifted (`now`), a request still out for an older drawing is dropped instead.
+  function predict(now = false) {
     clearTimeout(timer);
     timer = null;
     if (isEmpty()) return;
-    if (busy) {
-      pending = true; // one request at a time; send the latest drawing when it returns
+    if (busy && !now) {
+      pending = true;
+      refreshState();
       return;
     }
+    pending = false;
     request(JSON.stringify({ image: pad.toDataURL("image/png") }), version, true);
   }
 
@@ -249,61 +321,177 @@
     const mine = new AbortController();
     controller = mine;
     busy = true;
-    result.setAttribute("aria-busy", "true");
+    refreshState();
     const headers = typeof body === "string" ? { "Content-Type": "application/json" } : {};
     try {
       const res = await fetch(endpoint(), { method: "POST", body, headers, signal: mine.signal });
       const data = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
-      if (forVersion <= lastShown()) return; // an older answer arrived late
-      if (res.ok) show(data, drawn); else showError(res.status, data.error);
-      if (res.ok) offerFix(body, data); else hideFix();
+      if (forVersion < shown.version || (forVersion === shown.version && !shown.error)) {
+        return; // an older answer arrived late
+      }
+      const final = forVersion === version && !current;
+      if (res.ok) {
+        show(data, drawn, final);
+        offerFix(body, data);
+      } else {
+        const [kind, text] = describeError(res.status, data.error || "", drawn);
+        showError(kind, text, `HTTP ${res.status}: ${data.error || res.statusText}`);
+      }
+      shown = { version: forVersion, error: !res.ok };
       result.dataset.for = String(forVersion);
     } catch (err) {
-      if (err.name !== "AbortError") showError(0, "the server cannot be reached");
+      if (err.name !== "AbortError" && forVersion >= shown.version) {
+        showError("server", MESSAGES.unreachable, `${err.name}: ${err.message}`);
+        shown = { version: forVersion, error: true };
+        result.dataset.for = String(forVersion);
+      }
     } finally {
       if (controller === mine) {
         controller = null;
         busy = false;
-        result.setAttribute("aria-busy", "false");
         if (pending) {
           pending = false;
           predict();
         }
       }
+      refreshState();
     }
   }
 
-  const lastShown = () => Number(result.dataset.for || -1);
+  // ---- errors, in people's words (the server's own words under "Technical detail") ------
+
+  const MESSAGES = {
+    notImage: "That file is not an image. Try a PNG or JPEG photo.",
+    unreadable: "That image could not be read. Try another photo, as PNG or JPEG.",
+    tooBig: "That file is too big to send. Try a smaller photo (under 4 MB).",
+    tooManyPixels: "That image is too large to read. Try a smaller photo, or crop it to the digit.",
+    noDigitDrawn: "No digit found: the marks are too small or too faint. Draw it bigger.",
+    noDigit: "No digit found in that image. Try a photo where the digit is large and dark.",
+    notNumber: "That does not look like a number. Write a few digits side by side, left to right.",
+    unreachable: "The server cannot be reached. Your input is kept; the page tries again by "
+      + "itself.",
+    serverFailed: "The server could not read it just now. The page tries again by itself.",
+    serverGaveUp: "The server could not read it. Press “Try again”, or try another image.",
+    other: "It could not be read. Try again, or try another image.",
+  };
+
+  function describeError(status, message, drawn) {
+    const m = message.toLowerCase();
+    if (status >= 500 || status === 429 || status === 408) return ["server", MESSAGES.serverFailed];
+    if (status === 415) return ["input", MESSAGES.notImage];
+    if (status === 413) {
+      return ["input", m.includes("pixel") ? MESSAGES.tooManyPixels : MESSAGES.tooBig];
+    }
+    if (status === 422) {
+      if (m.includes("no digit")) return ["input", drawn ? MESSAGES.noDigitDrawn : MESSAGES.noDigit];
+      return ["input", MESSAGES.notNumber];
+    }
+    if (status === 400) {
+      const notImage = /not a readable image|not an image|none of the formats|content type/;
+      return ["input", notImage.test(m) ? MESSAGES.notImage : MESSAGES.unreadable];
+    }
+    return ["input", MESSAGES.other];
+  }
+
+  function showError(kind, text, detail) {
+    clearAnswer(); // the previous answer is not this input's: it goes
+    outcome = "error";
+    errorKind = kind;
+    $("error-text").textContent = text;
+    $("error-detail").textContent = detail;
+    $("error").hidden = false;
+    $("retry").hidden = kind !== "server";
+    $("status").textContent = kind === "server" ? "Not read: the server is out of reach."
+      : "Not read.";
+    announce(text);
+    if (kind === "server") scheduleRecovery(); else stopRecovery();
+  }
+
+  // When the server is gone, ask /healthz now and then; when it answers, read the input again.
+  // A server that answers /healthz but fails on this input gets AUTO_RETRIES more tries.
+  const AUTO_RETRIES = 2;
+  let recoveryTimer = null;
+  let recoveryDelay = 1000;
+  let autoRetries = 0;
+
+  function scheduleRecovery() {
+    clearTimeout(recoveryTimer);
+    recoveryTimer = setTimeout(checkServer, recoveryDelay);
+    recoveryDelay = Math.min(2 * recoveryDelay, 8000);
+  }
+
+  function stopRecovery() {
+    clearTimeout(recoveryTimer);
+    recoveryTimer = null;
+    recoveryDelay = 1000;
+  }
+
+  async function checkServer() {
+    recoveryTimer = null;
+    if (outcome !== "error" || errorKind !== "server") return;
+    try {
+      const res = await fetch("/healthz", { cache: "no-store" });
+      if (res.ok) {
+        if (autoRetries < AUTO_RETRIES) {
+          autoRetries += 1;
+          retry();
+        } else {
+          $("error-text").textContent = MESSAGES.serverGaveUp;
+          announce(MESSAGES.serverGaveUp);
+        }
+        return;
+      }
+    } catch {
+      // still gone
+    }
+    if (outcome === "error" && errorKind === "server" && !recoveryTimer) scheduleRecovery();
+  }
+
+  function retry() {
+    stopRecovery();
+    if (upload && upload.version === version) request(upload.form, version, false);
+    else if (!isEmpty()) predict();
+  }
+
+  $("retry").addEventListener("click", retry);
+  window.addEventListener("online", () => {
+    if (outcome === "error" && errorKind === "server") retry();
+  });
 
   // ---- showing results ------------------------------------------------------------------
 
-  function resetResult() {
-    clearTimeout(timer);
-    timer = null;
-    pending = false;
-    if (controller) controller.abort();
+  function clearAnswer() {
     for (const id of ["result-digit", "confidence", "result-number", "number-confidence", "ms"]) {
       $(id).textContent = "";
     }
     $("result-digit").classList.remove("unsure");
+    $("result-number").classList.remove("unsure");
     $("unsure").hidden = true;
     $("number-unsure").hidden = true;
     $("error").hidden = true;
     $("models").replaceChildren();
     $("number-digits").replaceChildren();
     drawBars(null);
+    $("bars").classList.remove("bars-unsure");
     $("seen").getContext("2d").clearRect(0, 0, 28, 28);
+    octx.clearRect(0, 0, overlay.width, overlay.height);
     hideFix();
-    $("status").textContent = numberMode()
-      ? "Write a few digits side by side." : "Draw a digit to start.";
-    result.dataset.for = String(version);
   }
 
-  function showError(status, message) {
-    const text = status === 422 ? "No digit found: draw or upload one." : message || "error";
-    $("error").textContent = text;
-    $("error").hidden = false;
-    $("status").textContent = status ? `Could not read it (${status}).` : "Offline?";
+  function resetResult() {
+    clearTimeout(timer);
+    timer = null;
+    pending = false;
+    if (controller) controller.abort();
+    stopRecovery();
+    clearAnswer();
+    outcome = "idle";
+    errorKind = "";
+    $("status").textContent = numberMode()
+      ? "Write a few digits side by side." : "Draw a digit to start.";
+    shown = { version, error: false };
+    result.dataset.for = String(version);
+    refreshState();
   }
 
   function drawImage28(canvas, rows) {
@@ -316,30 +504,36 @@
   }
 
   function drawBars(probs) {
-    const bars = $("bars");
-    if (bars.children.length !== 10) {
-      bars.replaceChildren(...Array.from({ length: 10 }, (_, d) => {
-        const li = document.createElement("li");
-        li.innerHTML = `<span class="bar-label">${d}</span>`
-          + '<span class="bar-track"><span class="bar-fill"></span></span>'
-          + '<span class="bar-value"></span>';
-        return li;
+    const body = $("bars").tBodies[0];
+    if (body.rows.length !== 10) {
+      body.replaceChildren(...Array.from({ length: 10 }, (_, d) => {
+        const tr = document.createElement("tr");
+        tr.innerHTML = `<th scope="row" class="bar-label">${d}</th>`
+          + '<td><span class="bar-track" aria-hidden="true"><span class="bar-fill"></span>'
+          + '</span></td><td class="bar-value"></td>';
+        return tr;
       }));
     }
     const top = probs ? probs.indexOf(Math.max(...probs)) : -1;
-    [...bars.children].forEach((li, d) => {
+    [...body.rows].forEach((tr, d) => {
       const p = probs ? probs[d] : 0;
-      li.classList.toggle("best", d === top);
-      li.querySelector(".bar-fill").style.width = `${(100 * p).toFixed(1)}%`;
-      li.querySelector(".bar-value").textContent = probs ? pct(p) : "";
-      li.setAttribute("aria-label", probs ? `${d}: ${pct(p)}` : `${d}`);
+      tr.classList.toggle("best", d === top);
+      tr.querySelector(".bar-fill").style.width = `${(100 * p).toFixed(1)}%`;
+      tr.querySelector(".bar-value").textContent = probs ? pct(p) : "–";
     });
   }
 
-  function show(data, drawn) {
+  function show(data, drawn, final) {
     $("error").hidden = true;
+    stopRecovery();
     $("ms").textContent = `${data.ms} ms on the server`;
-    if ("number" in data) showNumber(data, drawn); else showDigit(data);
+    const what = "number" in data ? showNumber(data, drawn) : showDigit(data);
+    outcome = data.abstained ? "abstained" : "answered";
+    errorKind = "";
+    if (final) {
+      announce(what);
+      recordHistory(data, drawn);
+    }
   }
 
   function showDigit(p) {
@@ -352,6 +546,7 @@
     $("status").textContent = p.abstained
       ? `Probably ${p.best_guess}, but not sure.` : `It reads ${p.digit}.`;
     drawBars(p.probabilities);
+    $("bars").classList.toggle("bars-unsure", p.abstained);
     drawImage28($("seen"), p.image28);
     $("models").replaceChildren(...Object.entries(p.models).map(([name, probs]) => {
       const vote = probs.indexOf(Math.max(...probs));
@@ -362,10 +557,14 @@
       li.querySelector(".model-name").textContent = name;
       return li;
     }));
+    return p.abstained ? `Not sure: probably ${p.best_guess}, ${sure(p.confidence)}`
+      : `Read ${p.digit}, ${sure(p.confidence)}`;
   }
 
   function showNumber(r, drawn) {
-    $("result-number").textContent = r.best_guess;
+    const number = $("result-number");
+    number.textContent = r.best_guess;
+    number.classList.toggle("unsure", r.abstained);
     $("number-confidence").textContent = pct(r.confidence);
     $("number-unsure").hidden = !r.abstained;
     $("status").textContent = r.abstained
@@ -378,23 +577,81 @@
       canvas.setAttribute("aria-hidden", "true");
       drawImage28(canvas, d.image28);
       const label = document.createElement("span");
-      label.textContent = `${d.best_guess} · ${pct(d.confidence)}${d.abstained ? " ?" : ""}`;
+      label.textContent = `${d.best_guess} · ${pct(d.confidence)}`
+        + (d.abstained ? " · not sure" : "");
       li.append(canvas, label);
       return li;
     }));
     if (drawn) drawBoxes(r.digits);
+    return r.abstained ? `Not sure: probably ${r.best_guess}, ${sure(r.confidence)}`
+      : `Read ${r.number}, ${sure(r.confidence)}`;
   }
 
   function drawBoxes(digits) {
+    const css = getComputedStyle(document.documentElement);
     octx.clearRect(0, 0, overlay.width, overlay.height);
     octx.lineWidth = 2;
     octx.font = "bold 18px system-ui, sans-serif";
     for (const d of digits) {
       const [x0, y0, x1, y1] = d.box; // input pixels, right/bottom exclusive
-      octx.strokeStyle = octx.fillStyle = d.abstained ? "#b45309" : "#1d4ed8";
+      octx.strokeStyle = octx.fillStyle = css.getPropertyValue(
+        d.abstained ? "--box-unsure" : "--box").trim();
       octx.strokeRect(x0 - 3, y0 - 3, x1 - x0 + 6, y1 - y0 + 6);
       octx.fillText(String(d.best_guess), x0, Math.max(18, y0 - 7));
     }
+  }
+
+  // ---- this visit's readings: a thumbnail and the answer, in this page only ---------------
+
+  let entry = null; // the history item of the input now on the pad (updated as it changes)
+
+  function startOver() {
+    entry = null;
+  }
+
+  function dropHistoryEntry() {
+    if (entry) entry.remove();
+    entry = null;
+    $("history-empty").hidden = $("history").children.length > 0;
+  }
+
+  function thumbnail(source, width, height) {
+    const side = 56;
+    const scale = Math.min(side / width, side / height);
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(width * scale));
+    canvas.height = Math.max(1, Math.round(height * scale));
+    const c = canvas.getContext("2d");
+    c.fillStyle = "#fff";
+    c.fillRect(0, 0, canvas.width, canvas.height);
+    c.drawImage(source, 0, 0, canvas.width, canvas.height);
+    return canvas.toDataURL("image/png");
+  }
+
+  function recordHistory(data, drawn) {
+    const img = $("upload-preview");
+    let src = null;
+    if (drawn) src = thumbnail(pad, pad.width, pad.height);
+    else if (img.complete && img.naturalWidth) {
+      src = thumbnail(img, img.naturalWidth, img.naturalHeight);
+    }
+    const list = $("history");
+    if (!entry) {
+      entry = document.createElement("li");
+      entry.innerHTML = '<img alt=""><span class="history-answer"></span>';
+      list.prepend(entry);
+      while (list.children.length > HISTORY_MAX) list.lastElementChild.remove();
+    }
+    const thumb = entry.querySelector("img");
+    if (src) thumb.src = src; else thumb.removeAttribute("src");
+    thumb.hidden = !src;
+    const answer = "number" in data ? data.best_guess : String(data.best_guess);
+    entry.classList.toggle("unsure", data.abstained);
+    entry.querySelector(".history-answer").textContent = `${answer}${data.abstained ? "?" : ""}`
+      + ` · ${pct(data.confidence)}`;
+    entry.setAttribute("aria-label", `${drawn ? "Drawing" : "Photo"} read as ${answer}, `
+      + `${sure(data.confidence)}${data.abstained ? ", not sure" : ""}`);
+    $("history-empty").hidden = true;
   }
 
   // ---- corrections: "Wrong? It was …" -----------------------------------------------------
