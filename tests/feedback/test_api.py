@@ -128,13 +128,18 @@ def test_json_fields_of_the_wrong_type(client):
 
 
 def test_stats_and_undo(client, db):
-    ids = [post(client, label=label).get_json()["id"] for label in ("7", "7", "1")]
+    saved = [post(client, label=label).get_json() for label in ("7", "7", "1")]
+    ids, tokens = [s["id"] for s in saved], [s["undo_token"] for s in saved]
     stats = checked(client.get("/api/feedback/stats"), "/api/feedback/stats", "get")
     assert stats["total"] == 3 and stats["by_label"] == {"7": 2, "1": 1}
     assert stats["confusions"] == [{"predicted": "1", "label": "7", "count": 2}]
-    response = client.delete(f"/api/feedback/{ids[0]}")
+    response = client.delete(f"/api/feedback/{ids[0]}")  # no token
+    assert response.status_code == 400 and checked(response, UNDO, "delete")
+    response = client.delete(f"/api/feedback/{ids[0]}", headers={"X-Undo-Token": tokens[2]})
+    assert response.status_code == 403 and checked(response, UNDO, "delete")
+    response = client.delete(f"/api/feedback/{ids[0]}", json={"undo_token": tokens[0]})
     assert checked(response, UNDO, "delete") == {"deleted": ids[0]}
-    response = client.delete(f"/api/feedback/{ids[0]}")
+    response = client.delete(f"/api/feedback/{ids[0]}", headers={"X-Undo-Token": tokens[0]})
     assert response.status_code == 404 and checked(response, UNDO, "delete")
     store = FeedbackStore.open(db)
     with store.engine.begin() as connection:  # make the second one old
@@ -142,7 +147,7 @@ def test_stats_and_undo(client, db):
         connection.execute(Correction.__table__.update().where(
             Correction.__table__.c.id == ids[1]).values(
             created=datetime.now(UTC) - timedelta(hours=1)))
-    response = client.delete(f"/api/feedback/{ids[1]}")
+    response = client.delete(f"/api/feedback/{ids[1]}", headers={"X-Undo-Token": tokens[1]})
     assert response.status_code == 409 and "no longer be undone" in response.get_json()["error"]
     assert store.count() == 2
 

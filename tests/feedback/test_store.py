@@ -15,7 +15,7 @@ from dbfixtures import *  # noqa: F403 (the fixtures)
 from dbfixtures import ELEVEN, ONE, SEVEN
 
 from digitrec.errors import ConfigError, LabelMismatchError, StorageError
-from digitrec.feedback import FeedbackStore, capture, database_url, images28_of
+from digitrec.feedback import FeedbackStore, capture, database_url, images28_of, issue_undo_token
 from digitrec.feedback.models import Base, Correction
 from digitrec.feedback.store import migrate
 
@@ -28,6 +28,9 @@ def _row(label: str = "4", predicted: str | None = "9", created: datetime | None
                       model_version=model, created=created)
 
 
+HEAD = "0002"  # the newest migration
+
+
 def test_migrations_create_the_schema_the_orm_describes(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -36,11 +39,11 @@ def test_migrations_create_the_schema_the_orm_describes(db_url):
     FeedbackStore.open(db_url).close()  # a second open is a no-op
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == HEAD
         assert compare_metadata(context, Base.metadata) == []
         columns = {c["name"] for c in sa.inspect(connection).get_columns("corrections")}
     assert columns == {"id", "created", "source", "mode", "label", "predicted", "probabilities",
-                       "image", "images28", "model_version"}
+                       "image", "images28", "model_version", "undo_token"}
     store.close()
 
 
@@ -54,7 +57,34 @@ def test_several_processes_migrate_a_new_database_at_once(db_url):
     store = FeedbackStore.open(db_url)
     with store.engine.connect() as connection:
         assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() \
-            == [("0001",)]
+            == [(HEAD,)]
+    store.close()
+
+
+def test_a_database_of_the_first_revision_is_migrated_and_keeps_its_rows(db_url):
+    """A database made before undo tokens (0001) opens migrated to HEAD; its rows stay, with no
+    token (they cannot be undone through the API)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from digitrec.feedback.store import MIGRATIONS, create_db_engine
+    engine = create_db_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO corrections (created, source, mode, label, predicted, probabilities, "
+            "image, images28, model_version) VALUES (:created, 'api', 'digit', '4', '9', "
+            "'[[0.1]]', :image, :images28, 'old')"),
+            {"created": datetime(2026, 1, 1), "image": b"png", "images28": bytes(784)})
+    engine.dispose()
+    store = FeedbackStore.open(db_url)
+    [row] = list(store.all())
+    assert (row.label, row.model_version, row.undo_token) == ("4", "old", None)
+    assert store.undo(row.id, "anything") == "refused"
     store.close()
 
 
@@ -96,10 +126,24 @@ def test_a_transaction_stores_all_or_none(db_url):
 
 def test_undo_within_the_window_only(db_url):
     store = FeedbackStore.open(db_url)
-    fresh, old = store.add(_row(), _row(created=datetime.now(UTC) - timedelta(minutes=10)))
-    assert store.undo(old) == "too late" and store.get(old) is not None
-    assert store.undo(fresh) == "deleted" and store.get(fresh) is None
-    assert store.undo(fresh) == "missing"
+    rows = [_row(), _row(created=datetime.now(UTC) - timedelta(minutes=10))]
+    tokens = [issue_undo_token(row) for row in rows]
+    fresh, old = store.add(*rows)
+    assert store.undo(old, tokens[1]) == "too late" and store.get(old) is not None
+    assert store.undo(fresh, tokens[0]) == "deleted" and store.get(fresh) is None
+    assert store.undo(fresh, tokens[0]) == "missing"
+    store.close()
+
+
+def test_undo_needs_the_corrections_own_token(db_url):
+    store = FeedbackStore.open(db_url)
+    mine, theirs, imported = _row(), _row(), _row()
+    token, other = issue_undo_token(mine), issue_undo_token(theirs)
+    first, _, third = store.add(mine, theirs, imported)
+    assert store.get(first).undo_token != token  # only its digest is stored
+    assert store.undo(first, other) == "refused" and store.get(first) is not None
+    assert store.undo(third, token) == "refused"  # no token: not undoable through the API
+    assert store.undo(first, token) == "deleted"
     store.close()
 
 

@@ -7,8 +7,15 @@ undoes, counts and purges; `export_folder` / `read_folder` map corrections to a 
 from digitrec.feedback.capture import capture, check_label, images28_of, model_version
 from digitrec.feedback.folder import LabelledImage, export_folder, read_folder
 from digitrec.feedback.models import Correction
-from digitrec.feedback.store import UNDO_SECONDS, FeedbackStore, database_url, shared_store
+from digitrec.feedback.store import (
+    UNDO_SECONDS,
+    FeedbackStore,
+    database_url,
+    issue_undo_token,
+    shared_store,
+)
 
 __all__ = ["UNDO_SECONDS", "Correction", "FeedbackStore", "LabelledImage", "capture",
+           "issue_undo_token",
            "check_label", "database_url", "export_folder", "images28_of", "model_version",
            "read_folder", "shared_store"]

@@ -60,6 +60,7 @@ class Correction(Base):
     image: Mapped[bytes] = mapped_column(LargeBinary)  # the bytes as received
     images28: Mapped[bytes] = mapped_column(LargeBinary)  # per digit, 784 bytes each
     model_version: Mapped[str] = mapped_column(String(64), index=True)  # weights SHA-256
+    undo_token: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the undo secret
 
     def to_json(self) -> dict[str, Any]:
         """The row without its images, JSON-ready."""

@@ -4,6 +4,9 @@ process at a time; then add, undo, stats, purge and iterate."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +26,24 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_MS = 30_000  # a writer waits this long for another one before giving up
 UNDO_SECONDS = 300  # a correction can be undone (DELETE) this long after it was stored
 
-UndoResult = Literal["deleted", "missing", "too late"]
+UndoResult = Literal["deleted", "missing", "refused", "too late"]
+
+
+def issue_undo_token(correction: Correction) -> str:
+    """A new secret that lets its holder undo `correction` (stored as its SHA-256 only)."""
+    token = secrets.token_urlsafe(24)
+    correction.undo_token = token_digest(token)
+    return token
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) of an undo token, as stored."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def _aware(moment: datetime) -> datetime:
+    """A datetime read back from the database as aware UTC (naive ones are UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def database_url(url: str | None = None) -> str:
@@ -151,17 +171,23 @@ class FeedbackStore:
                 yield_per=batch)
             yield from session.scalars(query)
 
-    def undo(self, correction_id: int, within: float = UNDO_SECONDS) -> UndoResult:
-        """Delete a correction stored less than `within` seconds ago: "deleted", "missing"
-        (no such id) or "too late" (older; kept)."""
+    def undo(self, correction_id: int, token: str, within: float = UNDO_SECONDS) -> UndoResult:
+        """Delete a correction stored less than `within` seconds ago by whoever holds its undo
+        `token` (issue_undo_token): "deleted", "missing" (no such id), "refused" (not its
+        token, or it has none) or "too late" (older; kept)."""
         cutoff = datetime.now(UTC) - timedelta(seconds=within)
         with self._errors("write to"), self._session() as session, session.begin():
-            gone = session.execute(delete(Correction).where(
-                Correction.id == correction_id, Correction.created >= cutoff)).rowcount
-            if gone:
-                return "deleted"
-            exists = session.scalar(select(Correction.id).where(Correction.id == correction_id))
-            return "too late" if exists is not None else "missing"
+            row = session.execute(select(Correction.created, Correction.undo_token).where(
+                Correction.id == correction_id)).first()
+            if row is None:
+                return "missing"
+            if row.undo_token is None or not hmac.compare_digest(row.undo_token,
+                                                                 token_digest(token)):
+                return "refused"
+            if _aware(row.created) < cutoff:
+                return "too late"
+            session.execute(delete(Correction).where(Correction.id == correction_id))
+            return "deleted"
 
     def purge(self, before: datetime) -> int:
         """Delete the corrections stored before `before` (aware, or naive UTC); how many."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from digitrec.feedback import UNDO_SECONDS, FeedbackStore, capture, shared_store
+from digitrec.feedback import UNDO_SECONDS, FeedbackStore, capture, issue_undo_token, shared_store
 from digitrec.feedback.capture import DIGITS
 from digitrec.web.api import ApiError, read_image
 
@@ -56,8 +56,10 @@ def post_feedback():
                          fields.get("mode") or None, source,
                          max_bytes=current_app.config.get("MAX_CONTENT_LENGTH") or len(data))
     # stored as `predicted`: what this model reads, in step with the probabilities and images28
+    undo_token = issue_undo_token(correction)
     [correction_id] = store().add(correction)
-    response = jsonify({**correction.to_json(), "undo_seconds": UNDO_SECONDS})
+    response = jsonify({**correction.to_json(), "undo_seconds": UNDO_SECONDS,
+                        "undo_token": undo_token})
     response.status_code = 201
     response.headers["Location"] = f"/api/feedback/{correction_id}"
     return response
@@ -71,10 +73,21 @@ def feedback_stats():
 
 @feedback.delete("/api/feedback/<int:correction_id>")
 def undo_feedback(correction_id: int):
-    """Undo a correction stored in the last few minutes (the page's Undo)."""
-    result = store().undo(correction_id)
+    """Undo a correction stored in the last few minutes (the page's Undo); only with the undo
+    token its POST answered (header X-Undo-Token, or `undo_token` in a JSON body)."""
+    token = request.headers.get("X-Undo-Token")
+    if token is None and request.is_json:
+        body = request.get_json(silent=True)
+        token = body.get("undo_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ApiError(400, "undoing a correction needs its undo token (the X-Undo-Token "
+                            "header, or undo_token in a JSON body), as POST /api/feedback "
+                            "answered it")
+    result = store().undo(correction_id, token)
     if result == "missing":
         raise ApiError(404, f"no correction {correction_id}")
+    if result == "refused":
+        raise ApiError(403, f"that is not the undo token of correction {correction_id}")
     if result == "too late":
         raise ApiError(409, f"correction {correction_id} is older than {UNDO_SECONDS} s: it can "
                             "no longer be undone")

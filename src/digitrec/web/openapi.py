@@ -93,7 +93,7 @@ SCHEMAS: dict[str, Any] = {
     "FeedbackSaved": {
         "type": "object",
         "required": ["id", "created", "source", "mode", "label", "predicted", "model_version",
-                     "undo_seconds"],
+                     "undo_seconds", "undo_token"],
         "properties": {
             "id": {"type": "integer", "minimum": 1, "description": "The stored row's id."},
             "created": {"type": "string", "description": "When it was stored (ISO 8601, UTC)."},
@@ -106,6 +106,8 @@ SCHEMAS: dict[str, Any] = {
                               "description": "SHA-256 of the weights that read it."},
             "undo_seconds": {"type": "integer", "minimum": 0,
                              "description": "Seconds during which DELETE undoes it."},
+            "undo_token": {"type": "string", "description": "The secret DELETE needs to undo "
+                           "it (X-Undo-Token header); given once, stored only as a hash."},
         },
     },
     "FeedbackStats": {
@@ -242,8 +244,14 @@ def spec() -> dict[str, Any]:
                 "summary": "Undo a correction stored in the last few minutes.",
                 "operationId": "undoFeedback",
                 "parameters": [{"name": "correction_id", "in": "path", "required": True,
-                                "schema": {"type": "integer", "minimum": 1}}],
+                                "schema": {"type": "integer", "minimum": 1}},
+                               {"name": "X-Undo-Token", "in": "header", "required": True,
+                                "schema": {"type": "string"}, "description": "The undo_token "
+                                "POST /api/feedback answered (or undo_token in a JSON body)."}],
                 "responses": {"200": _ok("FeedbackDeleted", "Deleted."),
+                              "400": _error("No undo token."),
+                              "403": _error("Not this correction's undo token (or it has "
+                                            "none: stored by the CLI or an import)."),
                               "404": _error("No such correction."),
                               "409": _error("Too old to undo (see undo_seconds)."),
                               "503": _error("The database cannot be reached.")},

@@ -710,6 +710,7 @@
       status.textContent = `Thanks — saved as ${data.label}`;
       const undoButton = $("fix-undo");
       undoButton.dataset.id = String(data.id);
+      undoButton.dataset.token = data.undo_token;
       undoButton.hidden = false;
       undoTimer = setTimeout(() => { undoButton.hidden = true; }, UNDO_MS);
     } catch {
@@ -722,7 +723,8 @@
     clearTimeout(undoTimer);
     undoButton.hidden = true;
     try {
-      const res = await fetch(`/api/feedback/${undoButton.dataset.id}`, { method: "DELETE" });
+      const res = await fetch(`/api/feedback/${undoButton.dataset.id}`,
+        { method: "DELETE", headers: { "X-Undo-Token": undoButton.dataset.token } });
       const data = await res.json().catch(() => ({}));
       $("fix-status").textContent = res.ok ? "Undone: not saved."
         : `Could not undo: ${data.error || res.status}`;
