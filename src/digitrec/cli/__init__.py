@@ -1,5 +1,5 @@
 """The `digitrec` command: data fetch, train, train-ensemble, evaluate, calibrate, quantize,
-predict, compare, serve, export, feedback.
+predict, compare, serve, export, feedback, finetune.
 
 Building the parser imports nothing heavy (no torch): each sub-command's module is imported
 only when it runs. Known errors (digitrec.errors) print one line and exit with their code (2
@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("--members", nargs="+", metavar="NAME",
                      help=f"bundled members ({', '.join(BUNDLED_MEMBERS)}) or architectures "
                      "(default: the bundled members)")
+    ens.add_argument("--from", dest="start", metavar="DIR",
+                     help="instead of training the bundled members afresh, fine-tune their "
+                     "weights in DIR (e.g. src/digitrec/weights) with continental-style digits "
+                     "added (recipes.STYLE_FINE_TUNE, training/styles.py)")
     _add_train_options(ens, None)
     ens.set_defaults(run="train:train_ensemble")
 
@@ -228,6 +232,41 @@ def build_parser() -> argparse.ArgumentParser:
                               (fb_imp, "import_folder"), (fb_purge, "purge")):
         _add_db(command)
         command.set_defaults(run=f"feedback:{function}")
+
+    ft = sub.add_parser("finetune", help="fine-tune the ensemble on the stored corrections "
+                        "(with MNIST replay); refuses a model that loses on MNIST test",
+                        description="Fine-tune each member of the ensemble (--weights) on the "
+                        "corrections in the database mixed with MNIST replay, measure it before "
+                        "and after on the MNIST test set and on a held-out part of the "
+                        "corrections, and write the new weights and model cards to --out, unless "
+                        "MNIST test accuracy drops by more than --max-mnist-drop points (exit "
+                        "status 4, nothing written). Serve it with `digitrec serve --weights "
+                        "DIR`.")
+    ft.add_argument("--out", required=True, help="new directory for the fine-tuned weights")
+    _add_weights(ft, "the models to start from")
+    _add_db(ft)
+    ft.add_argument("--steps", type=int, default=150,
+                    help="optimizer steps per member (default 150: 2-3 minutes for the "
+                    "bundled three on 2 quiet cores)")
+    ft.add_argument("--replay", type=_fraction, default=3.0, metavar="RATIO",
+                    help="MNIST training images per correction image in the mix (default 3)")
+    ft.add_argument("--holdout", type=_fraction, default=0.2, metavar="FRACTION",
+                    help="fraction of the corrections held out for measuring, chosen at random "
+                    "with --seed (default 0.2)")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--max-mnist-drop", type=float, default=0.1, metavar="POINTS",
+                    help="refuse a model whose MNIST test accuracy falls by more (default 0.1)")
+    ft.add_argument("--lr", type=float, help="peak learning rate (default: the CORRECTIONS "
+                    "recipe's, 1e-4)")
+    ft.add_argument("--batch-size", type=int, help="default: the recipe's, 128")
+    ft.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                    help="re-record int8 ranges for the new weights when the base has them "
+                    "(default on; off: the new weights are served in fp32)")
+    ft.add_argument("--limit-mnist-test", type=int, metavar="N",
+                    help="measure on the first N MNIST test images only (quick checks)")
+    _add_inference(ft)
+    _add_data_dir(ft)
+    ft.set_defaults(run="finetune:run")
 
     cmp = sub.add_parser("compare", help="SVM vs MLP vs each CNN vs the ensemble: report + plots")
     cmp.add_argument("--quick", action="store_true",

@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 
 from digitrec.errors import DigitrecError, UsageError
-from digitrec.training.recipes import BUNDLED, FAST, TRAIN, Recipe, fine_tuning
+from digitrec.training.recipes import (
+    BUNDLED,
+    FAST,
+    TRAIN,
+    Recipe,
+    fine_tuning,
+    style_fine_tuning,
+)
 
 # Flags that also apply to a bundled member; its own architecture, epochs, seed and augmentation
 # (elastic, strength) override the others, and --epochs overrides all of them.
@@ -174,9 +181,20 @@ def member_recipes(name: str, args: argparse.Namespace) -> list[Recipe]:
     else:
         _check_architecture(name)
         recipe = _recipe(TRAIN, name=name, architecture=name, **flags)
+    weights = str(Path(args.out) / f"{name}.safetensors")
+    if getattr(args, "start", None):  # --from DIR: the style fine-tuning of DIR's weights
+        if name not in BUNDLED:
+            raise UsageError(f"--from fine-tunes bundled members ({', '.join(BUNDLED)}), "
+                             f"not {name!r}")
+        start = Path(args.start) / f"{name}.safetensors"
+        problem = _init_problem(start, recipe.architecture)
+        if problem:
+            raise UsageError(problem.replace("--init", "--from"))
+        rounds = style_fine_tuning(recipe, str(start), weights)
+        return [_recipe(r, epochs=args.epochs) for r in rounds] if args.epochs else rounds
     if args.epochs:
         return [_recipe(recipe, epochs=args.epochs)]
-    return [recipe, *fine_tuning(recipe, str(Path(args.out) / f"{name}.safetensors"))]
+    return [recipe, *fine_tuning(recipe, weights)]
 
 
 def train_ensemble(args: argparse.Namespace) -> int:

@@ -295,6 +295,10 @@ def train(recipe: Recipe, data_dir: str | Path | None = None, limit: int | None 
     train_x, train_y = mnist.split("full" if full else "train")
     if limit:
         train_x, train_y = train_x[:limit], train_y[:limit]
+    if recipe.styles > 0:  # continental-style copies (before the renderings, which draw them)
+        from digitrec.training.styles import styled_copies
+        extra_x, extra_y = styled_copies(train_x, train_y, recipe.seed, recipe.styles)
+        train_x, train_y = np.concatenate([train_x, extra_x]), np.concatenate([train_y, extra_y])
     if recipe.real_input > 0:
         extra_x, extra_y = real_input_set(train_x, train_y, round(recipe.real_input * len(train_x)),
                                           recipe.seed, progress)
@@ -329,7 +333,9 @@ def train(recipe: Recipe, data_dir: str | Path | None = None, limit: int | None 
                             "steps": history[-1]["steps"]},
         "trained_on": f"{len(train_x)} images ({'all 60,000' if full else 'first 55,000'}"
                       f"{', limited' if limit else ''}"
+                      f"{', plus continental-style copies' if recipe.styles else ''}"
                       f"{', plus real-input renderings of them' if recipe.real_input else ''})",
+        **({"styles": _style_settings(recipe.styles)} if recipe.styles else {}),
         "val_accuracy": val_acc,
         "val_held_out": not full,
         "test_accuracy": test_acc,
@@ -349,6 +355,12 @@ def train(recipe: Recipe, data_dir: str | Path | None = None, limit: int | None 
               f"{seconds:.1f}s, test accuracy "
               f"{'not measured' if test_acc is None else f'{test_acc:.4f}'}", file=sys.stderr)
     return TrainResult(model.eval(), card, history)
+
+
+def _style_settings(scale: float) -> dict:
+    """The card's record of the style transforms (training/styles.py) a recipe added."""
+    from digitrec.training.styles import SETTINGS
+    return {"module": "digitrec.training.styles", "scale": scale, **SETTINGS}
 
 
 def _lineage(start_card: dict, seconds: float) -> dict:

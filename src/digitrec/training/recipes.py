@@ -6,6 +6,8 @@ every way this project trains a model.
     FAST           `digitrec train --fast`: 99% MNIST test accuracy in 1.5 epochs
     BUNDLED        the bundled ensemble's members (`digitrec train-ensemble`), and
     FINE_TUNE      their fine-tuning rounds from those weights, with real-input renderings
+    STYLE_FINE_TUNE  `train-ensemble --from DIR`: members fine-tuned with continental styles
+    CORRECTIONS    `digitrec finetune`: each member on people's corrections + MNIST replay
     COMPARE_MLP    the MLP baseline of `digitrec compare`
     COMPARE_QUICK  the CNNs `digitrec compare --quick` trains fresh
 
@@ -40,6 +42,7 @@ class Recipe:
     aug_strength: float = 1.0  # scale of the affine ranges
     real_input: float = 0.0  # add this fraction of extra real-input renderings of the images
     init: str | None = None  # start from these weights (fine-tuning) instead of random ones
+    styles: float = 0.0  # add styled copies (training/styles.py: FRACTIONS x this) of the images
     seed: int = 0  # model initialisation, batch order and augmentation
     validate_each_epoch: bool = True  # validation accuracy after every epoch (else at the end)
 
@@ -56,6 +59,8 @@ class Recipe:
             problems.append(f"lr must be > 0, not {self.lr}")
         if not self.real_input >= 0:
             problems.append(f"real_input must be >= 0, not {self.real_input}")
+        if not self.styles >= 0:
+            problems.append(f"styles must be >= 0, not {self.styles}")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
         if problems:
@@ -108,6 +113,34 @@ def fine_tuning(member: Recipe, weights: str) -> list[Recipe]:
     rounds = FINE_TUNE.get(member.name, ())
     return [member.replace(name=f"{member.name} fine-tune {i}/{len(rounds)}", init=weights,
                            **changes) for i, changes in enumerate(rounds, 1)]
+
+
+# `digitrec train-ensemble --from DIR` (issue 15, real writers): each member fine-tuned from its
+# weights in DIR (e.g. the bundled ones) on MNIST with continental-style copies added (1s with
+# a flag and sometimes a base, 7s with a crossbar, 0s with a slash; training/styles.py) and
+# real-input renderings, short enough for the whole ensemble to run in about 25 minutes on 2
+# CPU cores. Never any DigiLeTs digit: the styles come from how people write, not from it.
+STYLE_FINE_TUNE = {
+    "cnnbn": ({"epochs": 0.55, "seed": 30, "lr": 7e-4, "real_input": 0.1, "styles": 1.0},),
+    "vgg8b": ({"epochs": 0.5, "seed": 31, "lr": 7e-4, "real_input": 0.1, "styles": 1.0},),
+    "vgg8c": ({"epochs": 0.5, "seed": 32, "lr": 7e-4, "real_input": 0.1, "styles": 1.0},),
+}
+
+
+def style_fine_tuning(member: Recipe, start: str, weights: str) -> list[Recipe]:
+    """The STYLE_FINE_TUNE rounds of a bundled member: the first from `start` (the member's
+    weights to fine-tune), each later one from `weights` (where the round before saved it)."""
+    rounds = STYLE_FINE_TUNE.get(member.name, ())
+    return [member.replace(name=f"{member.name} style fine-tune {i}/{len(rounds)}",
+                           init=start if i == 1 else weights, **changes)
+            for i, changes in enumerate(rounds, 1)]
+
+
+# `digitrec finetune` (training/finetune.py): a short run from each served member's weights on
+# people's corrections mixed with MNIST replay, at a low peak rate, lightly augmented; the
+# architecture, seed and number of steps are set per member and run (`finetune.member_recipe`).
+CORRECTIONS = TRAIN.replace(name="finetune-corrections", epochs=1, lr=1e-4, aug_strength=0.6,
+                            validate_each_epoch=False)
 
 
 # `digitrec compare`: trained without augmentation or label smoothing, AdamW + one-cycle, on the
