@@ -31,10 +31,15 @@ def bundled(mnist_dir):
     return evaluate_recognizer(Recognizer.load(), *load_mnist(mnist_dir).split("test"))
 
 
-def test_bundled_ensemble_meets_the_accuracy_target(bundled):
+def test_bundled_ensemble_meets_the_accuracy_target(bundled, mnist_dir):
+    """The ensemble as served (int8) and each member's weights (fp32: int8 kernels round
+    differently from one CPU to another, by up to about 0.1 pt on a single member)."""
     assert len(bundled.labels) == 10000
     assert bundled.ensemble.accuracy >= 0.9970
-    for name, member in bundled.members.items():
+    fp32 = evaluate_recognizer(Recognizer.load(backend="onnx"),
+                               *load_mnist(mnist_dir).split("test"))
+    assert abs(fp32.ensemble.accuracy - bundled.ensemble.accuracy) <= 0.001
+    for name, member in fp32.members.items():
         assert member.accuracy >= 0.994, name
 
 
