@@ -116,3 +116,21 @@ def _healthy(base: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def run_ranks(command: list[str], cwd: Path | None = None, timeout: float = 240,
+              **env: str) -> subprocess.CompletedProcess:
+    """Run a (torchrun / --nproc) command in a session of its own, one torch thread a rank and
+    `env` added; on a hang, kill it and every rank it started, and fail."""
+    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    full.pop("DIGITREC_FAULT_STEP", None)
+    proc = subprocess.Popen(command, cwd=cwd, env={**full, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{command} hung:\n{err[-3000:]}") from None
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+

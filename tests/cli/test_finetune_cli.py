@@ -1,15 +1,18 @@
 """`digitrec finetune` end to end: corrections stored in a temporary SQLite database (digits and a
 number), fine-tuned for a few steps, written where `digitrec serve --weights DIR` serves them
-(the version in /api/models and the page footer); refusals exit non-zero and write nothing."""
+(the version in /api/models and the page footer); refusals exit non-zero and write nothing. As
+two ranks (--nproc 2, DistributedDataParallel on 127.0.0.1) it matches one process, and a rank
+killed mid-run restarts the job from the member's last checkpoint."""
 
 from __future__ import annotations
 
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
-from conftest import weights_dir
+from conftest import run_ranks, weights_dir
 from PIL import Image
 
 from digitrec.cli import main
@@ -97,3 +100,63 @@ def test_no_corrections_and_bad_flags_are_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "--db", empty])  # --out is required
     assert not (tmp_path / "w").exists()
+
+
+def _cards(out) -> dict[str, dict]:
+    return {p.stem: json.loads((out / f"{p.stem}.json").read_text())
+            for p in out.glob("*.safetensors")}
+
+
+def test_two_ranks_match_one_process(db, mnist_dir, tmp_path, capsys):
+    single, ranks = tmp_path / "single", tmp_path / "ranks"
+    flags = ["--db", db, "--weights", str(weights_dir()), "--data-dir", str(mnist_dir),
+             "--steps", "6", "--limit-mnist-test", "200", "--no-int8",
+             "--max-mnist-drop", "5"]  # what is tested here is the ranks, not the gain
+    assert main(["finetune", *flags, "--out", str(single)]) == 0
+    capsys.readouterr()
+    done = run_ranks([sys.executable, "-m", "digitrec", "finetune", *flags, "--out", str(ranks),
+                      "--nproc", "2"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("7 correction(s), 8 digit(s)") == 1  # rank 0 alone reports
+    assert done.stdout.count("MNIST test accuracy") == 1
+    one, two = _cards(single), _cards(ranks)
+    assert set(one) == set(two) == {p.stem for p in weights_dir().glob("*.safetensors")}
+    for name in one:
+        assert (one[name]["world_size"], two[name]["world_size"]) == (1, 2)
+        a, b = one[name]["history"][-1], two[name]["history"][-1]
+        assert a["steps"] == b["steps"] == 6 and abs(a["train_loss"] - b["train_loss"]) < 0.05
+    s1, s2 = one[min(one)]["finetune"], two[min(two)]["finetune"]
+    assert (s1["world_size"], s2["world_size"]) == (1, 2) and s1["mix"] == s2["mix"]
+    assert abs(s1["after"]["mnist_test"]["accuracy"] - s2["after"]["mnist_test"]["accuracy"]) \
+        <= 0.01  # 2 of 200 images
+    assert sorted(p.name for p in single.iterdir()) == sorted(p.name for p in ranks.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feedback.sqlite3", "ranks",
+                                                          "single"]  # no checkpoints left
+
+
+def test_a_killed_rank_restarts_from_the_members_checkpoint(db, mnist_dir, tmp_path):
+    out = tmp_path / "weights"
+    # rank 1 dies (os._exit) after step 4 of 6 of the first member, on the first attempt only
+    done = run_ranks([sys.executable, "-m", "digitrec", "finetune", "--db", db, "--out",
+                      str(out), "--weights", str(weights_dir()), "--data-dir", str(mnist_dir),
+                      "--steps", "6", "--limit-mnist-test", "200", "--no-int8", "--nproc", "2",
+                      "--max-mnist-drop", "5",
+                      "--max-restarts", "1", "--checkpoint-every", "2"],
+                     DIGITREC_FAULT_STEP="4", DIGITREC_FAULT_RANK="1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from step 4 of 6" in done.stderr
+    cards = _cards(out)
+    assert all(c["world_size"] == 2 and c["history"][-1]["steps"] == 6 for c in cards.values())
+    assert Recognizer.load(out).version == cards[min(cards)]["finetune"]["version"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feedback.sqlite3", "weights"]
+
+
+def test_a_refusal_under_ranks_keeps_its_exit_status(db, mnist_dir, tmp_path):
+    out = tmp_path / "weights"
+    done = run_ranks([sys.executable, "-m", "digitrec", "finetune", "--db", db, "--out",
+                      str(out), "--weights", str(weights_dir()), "--data-dir", str(mnist_dir),
+                      "--max-mnist-drop", "-1", *FAST, "--nproc", "2"])
+    assert done.returncode == 4, done.stderr[-3000:]
+    assert "the fine-tuned models lose" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feedback.sqlite3"]
+

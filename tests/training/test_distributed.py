@@ -5,12 +5,10 @@ a rank killed mid-epoch restarts the job from the last checkpoint."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 
 import torch
+from conftest import run_ranks
 
 from digitrec.cli import main
 from digitrec.training.distributed import Context
@@ -18,25 +16,6 @@ from digitrec.training.distributed import Context
 # 79 steps an epoch of 128 images (64 a rank), 2 epochs: far enough past the steep start that the
 # test accuracy of a run moves by a few hundredths of a point, not by whole points.
 SLICE = ["--model", "fastnet", "--no-augment", "--limit", "10000", "--epochs", "2"]
-
-
-def _env(**extra: str) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
-    env.pop("DIGITREC_FAULT_STEP", None)
-    return {**env, **extra}
-
-
-def _run(command: list[str], env: dict, cwd=None) -> subprocess.CompletedProcess:
-    """Run a command in a session of its own; on a hang, kill it and every rank it started."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"{command} hung:\n{err[-3000:]}") from None
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def test_the_ranks_share_out_each_single_process_batch():
@@ -54,10 +33,10 @@ def test_torchrun_two_ranks_match_one_process(mnist_dir, tmp_path):
     single, ranks, cwd = tmp_path / "single", tmp_path / "ranks", tmp_path / "cwd"
     cwd.mkdir()
     assert main(["train", *SLICE, "--threads", "1", "--out", str(single)]) == 0
-    done = _run(
+    done = run_ranks(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
          "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", "--rdzv-id", "test",
-         "-m", "digitrec", "train", *SLICE, "--out", str(ranks)], _env(), cwd=cwd)
+         "-m", "digitrec", "train", *SLICE, "--out", str(ranks)], cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = (json.loads((d / "fastnet.json").read_text()) for d in (single, ranks))
     assert (one["world_size"], two["world_size"]) == (1, 2)
@@ -73,10 +52,10 @@ def test_torchrun_two_ranks_match_one_process(mnist_dir, tmp_path):
 def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint(mnist_dir, tmp_path):
     out = tmp_path / "out"
     # rank 1 dies (os._exit) after step 14 of 32 on the first attempt; checkpoint 10 survives
-    done = _run(
+    done = run_ranks(
         [sys.executable, "-m", "digitrec", "train", "--fast", "--limit", "2000", "--epochs",
          "2", "--nproc", "2", "--max-restarts", "1", "--checkpoint-every", "10",
-         "--out", str(out)], _env(DIGITREC_FAULT_STEP="14", DIGITREC_FAULT_RANK="1"))
+         "--out", str(out)], DIGITREC_FAULT_STEP="14", DIGITREC_FAULT_RANK="1")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from step 10 of 32" in done.stderr
     from digitrec.models import load_model
@@ -88,8 +67,8 @@ def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint(mnist_dir, tmp_
 
 
 def test_without_restarts_a_killed_rank_fails_the_command(mnist_dir, tmp_path):
-    done = _run(
+    done = run_ranks(
         [sys.executable, "-m", "digitrec", "train", "--fast", "--limit", "512", "--epochs", "1",
-         "--nproc", "2", "--out", str(tmp_path)], _env(DIGITREC_FAULT_STEP="2"))
+         "--nproc", "2", "--out", str(tmp_path)], DIGITREC_FAULT_STEP="2")
     assert done.returncode == 1 and "restarts allowed: failed" in done.stderr
     assert not (tmp_path / "fastnet.safetensors").exists()

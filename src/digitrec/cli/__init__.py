@@ -87,11 +87,16 @@ def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | No
                         help="torch CPU threads")
     parser.add_argument("--out", default="runs", help="output directory (default: runs)")
     _add_data_dir(parser)
+    _add_scaling(parser, "OUT/checkpoints")
+
+
+def _add_scaling(parser: argparse.ArgumentParser, checkpoint_home: str) -> None:
+    """Checkpoints, resuming, and --nproc / --max-restarts: any training command's."""
     parser.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                         help="checkpoint every STEPS optimizer steps (default: each epoch)")
     parser.add_argument("--checkpoint-dir", metavar="DIR",
-                        help="where checkpoints go (default: OUT/checkpoints; one sub-directory "
-                        "per model, only its last complete checkpoint kept)")
+                        help=f"where checkpoints go (default: {checkpoint_home}; one "
+                        "sub-directory per model, only its last complete checkpoint kept)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last complete checkpoint (without it a run "
                         "starts afresh; a torchrun restart resumes by itself)")
@@ -266,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="measure on the first N MNIST test images only (quick checks)")
     _add_inference(ft)
     _add_data_dir(ft)
+    _add_scaling(ft, ".OUT.checkpoints beside OUT, removed when the run ends")
     ft.set_defaults(run="finetune:run")
 
     cmp = sub.add_parser("compare", help="SVM vs MLP vs each CNN vs the ensemble: report + plots")

@@ -54,39 +54,60 @@ def _pct(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read the corrections, fine-tune, measure, write (or refuse)."""
-    import numpy as np
-
+    """Read the corrections, fine-tune, measure, write (or refuse); as one process, as this
+    rank of a torchrun job, or (--nproc N) as a job of N ranks started here."""
     from digitrec.cli.models import weights_dir
+    from digitrec.cli.train import _check_batches, _check_scaling, _launch, _recipe
+    from digitrec.errors import UsageError
     from digitrec.feedback import FeedbackStore
-
-    store = FeedbackStore.open(args.db)
-    found = read_corrections(store)
-    store.close()
-    if not found.corrections:
-        raise DataError(f"no corrections in {store.url}: correct some digits on the page "
-                        "(`make run`), or store a folder with `digitrec feedback import DIR`")
-    print(f"{found.corrections} correction(s), {len(found.labels)} digit(s) from {store.url}"
-          + (f" ({found.skipped} skipped)" if found.skipped else ""))
-
-    from digitrec.cli.train import _recipe
-    from digitrec.training.finetune import finetune
+    from digitrec.training import distributed
     from digitrec.training.recipes import CORRECTIONS
 
+    _check_scaling(args)
     if args.limit_mnist_test is not None and args.limit_mnist_test < 1:
-        from digitrec.errors import UsageError
         raise UsageError(f"--limit-mnist-test must be >= 1, not {args.limit_mnist_test}")
     recipe = _recipe(CORRECTIONS, lr=args.lr or CORRECTIONS.lr,
                      batch_size=args.batch_size or CORRECTIONS.batch_size)
-    source = {"database": store.url, "corrections": found.corrections,
+    _check_batches(args, [recipe])
+    ctx = distributed.current() if args.nproc else distributed.init()
+    try:
+        store = FeedbackStore.open(args.db)
+        found = read_corrections(store)
+        store.close()
+        if not found.corrections:
+            raise DataError(f"no corrections in {store.url}: correct some digits on the page "
+                            "(`make run`), or store a folder with `digitrec feedback import DIR`")
+        if args.nproc:  # checked here, before any rank starts; each rank reads them again
+            return _launch(args)
+        if ctx.is_main:
+            print(f"{found.corrections} correction(s), {len(found.labels)} digit(s) from "
+                  f"{store.url}" + (f" ({found.skipped} skipped)" if found.skipped else ""),
+                  flush=True)
+        return _finetune(args, found, recipe, store.url, weights_dir(args), ctx)
+    finally:
+        distributed.teardown()
+
+
+def _finetune(args: argparse.Namespace, found: CorrectionDigits, recipe, url: str, weights,
+              ctx) -> int:
+    """This rank's part of the run; rank 0 prints the before/after table."""
+    import numpy as np
+
+    from digitrec.training.finetune import finetune
+
+    source = {"database": url, "corrections": found.corrections,
               "skipped": found.skipped, "by_mode": dict(found.by_mode),
               "by_source": dict(found.by_source), "by_model_version": dict(found.by_model)}
     result = finetune(np.stack(found.images), np.array(found.labels), args.out,
-                      weights=weights_dir(args), groups=np.array(found.groups),
+                      weights=weights, groups=np.array(found.groups),
                       steps=args.steps, replay=args.replay, holdout=args.holdout,
                       seed=args.seed, max_mnist_drop=args.max_mnist_drop, recipe=recipe,
                       data_dir=args.data_dir, limit_mnist_test=args.limit_mnist_test,
-                      backend=args.inference, int8=args.int8, source=source)
+                      backend=args.inference, int8=args.int8, source=source, ctx=ctx,
+                      checkpoint_dir=args.checkpoint_dir,
+                      checkpoint_every=args.checkpoint_every, resume=args.resume)
+    if not ctx.is_main:
+        return 0
     s = result.summary
     held = s["corrections"]["held_out_digits"]
     print(f"\n{'':24}{'before':>10}{'after':>10}")

@@ -106,8 +106,13 @@ def _launch(args: argparse.Namespace) -> int:
     except ChildFailedError as exc:
         failures = "; ".join(f"rank {rank}: exit code {f.exitcode}"
                              for rank, f in sorted(exc.failures.items()))
-        raise DigitrecError(f"{args.nproc} ranks, {args.max_restarts or 0} restarts allowed: "
-                            f"failed ({failures})") from None
+        error = DigitrecError(f"{args.nproc} ranks, {args.max_restarts or 0} restarts allowed: "
+                              f"failed ({failures})")
+        codes = {f.exitcode for f in exc.failures.values()}
+        if len(codes) == 1 and codes <= set(distributed.EXPECTED_EXIT_CODES):  # the rank's own
+            # DigitrecError: its exit status
+            error.exit_code = codes.pop()
+        raise error from None
     return 0
 
 

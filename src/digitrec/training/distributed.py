@@ -10,6 +10,7 @@ trains (`train`, `train-ensemble`, a later `finetune`) needs only `init()`, `Con
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -216,4 +217,20 @@ def launch(entrypoint: Callable, args: tuple, nproc: int, max_restarts: int = 0)
                           rdzv_endpoint="localhost:0", max_restarts=max_restarts,
                           start_method="spawn")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    agent_log = logging.getLogger("torch.distributed.elastic.multiprocessing.api")
+    if not any(isinstance(f, _ExpectedExits) for f in agent_log.filters):
+        agent_log.addFilter(_ExpectedExits())
     return elastic_launch(config, entrypoint)(*args)
+
+
+class _ExpectedExits(logging.Filter):
+    """Drops the agent's traceback for a rank that exited with a DigitrecError's status (2-4):
+    the rank has printed its one-line error already. A crash (any other status, a Python
+    exception) is still logged with its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return getattr(error, "exit_code", None) not in EXPECTED_EXIT_CODES
+
+
+EXPECTED_EXIT_CODES = (2, 3, 4)  # digitrec.errors: usage/data, input, model

@@ -13,6 +13,12 @@ it will be served, on the MNIST test set and on the held-out corrections, before
 renamed to `out` only if MNIST test accuracy fell by at most `max_mnist_drop` points: otherwise
 `FinetuneRefused` (a ModelError) and nothing is written.
 
+Under torchrun (`digitrec finetune --nproc N`, or `torchrun ... -m digitrec finetune`) every rank
+builds the same seeded training mix and trains each member on its shard under
+DistributedDataParallel with the single-process global batch (`loop.fit`); rank 0 alone
+measures, writes and reports. Each member checkpoints into `.OUT.checkpoints/NAME` beside `out`
+(removed when the run ends), so a restarted job continues where it stopped.
+
 Plain arrays in, files out: this module knows nothing of the corrections database (the CLI reads
 it, digitrec.cli.finetune)."""
 
@@ -38,6 +44,8 @@ from digitrec.data.mnist import file_checksums, load_mnist
 from digitrec.errors import DataError, ModelError, UsageError
 from digitrec.models import BUNDLED_DIR, load_ensemble, save_model, weights_digest
 from digitrec.recognizer import THRESHOLD_FILE, Recognizer
+from digitrec.training import checkpoint, distributed
+from digitrec.training.distributed import Context
 from digitrec.training.loop import accuracy, fit
 from digitrec.training.recipes import CORRECTIONS, Recipe
 
@@ -146,13 +154,20 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
              max_mnist_drop: float = DEFAULT_MAX_MNIST_DROP, recipe: Recipe = CORRECTIONS,
              data_dir: str | os.PathLike | None = None, limit_mnist_test: int | None = None,
              backend: str | None = None, int8: bool = True, source: dict | None = None,
-             progress: bool = True) -> FinetuneResult:
+             progress: bool = True, ctx: Context | None = None,
+             checkpoint_dir: str | os.PathLike | None = None,
+             checkpoint_every: int | None = None, resume: bool = False) -> FinetuneResult:
     """Fine-tune the ensemble in `weights` (default: the bundled one) on corrections (`images`:
     (N, 28, 28) uint8, what the models saw; `labels`: (N,) digits; `groups`: the correction each
     digit belongs to, default one each) mixed with MNIST replay, and write it to `out` (a new
     or empty directory) unless MNIST test accuracy drops by more than `max_mnist_drop` points
-    (FinetuneRefused, nothing written). `source`: what the corrections are, for the cards."""
+    (FinetuneRefused, nothing written). `source`: what the corrections are, for the cards.
+    `ctx`: this rank (default `distributed.current()`); on ranks other than 0 the result holds
+    only the training history. Checkpoints go to `checkpoint_dir` (default `.OUT.checkpoints`
+    beside `out`), every `checkpoint_every` steps and at each member's end; `resume` (or a
+    torchrun restart) continues from them."""
     started = time.perf_counter()
+    ctx = ctx or distributed.current()
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
@@ -176,14 +191,32 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
         raise DataError(f"no corrections to learn from: {len(np.unique(groups))} correction(s), "
                         f"{len(split.held_out)} digit(s) held out")
 
+    progress = progress and ctx.is_main
+
     def say(text: str) -> None:
         if progress:
             print(text, file=sys.stderr)
 
-    base = Recognizer.load(weights, backend=backend)
-    base_version = base.version
     ensemble, cards = load_ensemble(weights)
     mnist = load_mnist(data_dir)
+    total = steps * recipe.batch_size
+    train_x, train_y, mix = training_mix(images[split.train], labels[split.train],
+                                         mnist.split("train"), total, replay, seed)
+    checkpoint_home = (Path(checkpoint_dir) if checkpoint_dir
+                       else out.parent / f".{out.name}.checkpoints")
+    resume = resume or distributed.restart_count_now() > 0
+    if not ctx.is_main:  # train each member's share; rank 0 measures and writes
+        history = {}
+        for index, (name, model) in enumerate(ensemble.members.items()):
+            member = member_recipe(recipe, cards[name]["architecture"], steps, seed, index)
+            torch.manual_seed(ctx.rank_seed(member.seed))  # dropout
+            history[name] = fit(model, train_x, train_y, member, progress=False, ctx=ctx,
+                                checkpoints=checkpoint.Policy(checkpoint_home / name,
+                                                              checkpoint_every, resume))
+        return FinetuneResult(out, "", {}, history)
+
+    base = Recognizer.load(weights, backend=backend)
+    base_version = base.version
     test_x, test_y = mnist.split("test")
     if limit_mnist_test:
         test_x, test_y = test_x[:limit_mnist_test], test_y[:limit_mnist_test]
@@ -195,10 +228,9 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
     say(f"before: MNIST test {before['mnist_test']['accuracy']:.2%}"
         + (f", held-out corrections {before['held_out']['accuracy']:.2%}" if len(held_x) else ""))
 
-    total = steps * recipe.batch_size
-    train_x, train_y, mix = training_mix(images[split.train], labels[split.train],
-                                         mnist.split("train"), total, replay, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed earlier attempt
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -207,8 +239,10 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
         history, member_test = {}, {}
         for index, (name, model) in enumerate(ensemble.members.items()):
             member = member_recipe(recipe, cards[name]["architecture"], steps, seed, index)
-            torch.manual_seed(member.seed)  # dropout
-            history[name] = fit(model, train_x, train_y, member, progress=progress)
+            torch.manual_seed(ctx.rank_seed(member.seed))  # dropout
+            history[name] = fit(model, train_x, train_y, member, progress=progress, ctx=ctx,
+                                checkpoints=checkpoint.Policy(checkpoint_home / name,
+                                                              checkpoint_every, resume))
             model.cpu().eval()
             member_test[name] = accuracy(model, test_x, test_y)
             say(f"{name}: {steps} steps in {history[name][-1]['seconds']:.0f}s, MNIST test "
@@ -253,6 +287,7 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
             "held_out_change_pt": (_pt(before["held_out"]["accuracy"],
                                        after["held_out"]["accuracy"]) if len(held_x) else None),
             "max_mnist_drop_pt": max_mnist_drop,
+            "world_size": ctx.world_size,
             "mnist_test_images": len(test_x),
             "inference": {"before": base.inference, "after": after_rec.inference,
                           "int8": int8_note},
@@ -261,19 +296,31 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
         }
         for index, name in enumerate(new_ensemble.members):
             card = {**_member_card(cards[name], history[name], member_test[name], len(test_x),
-                                   recipe, steps, seed, index, data_dir), "finetune": summary}
+                                   recipe, steps, seed, index, data_dir),
+                    "world_size": ctx.world_size, "finetune": summary}
             path = staging / f"{name}.json"
             card = {**json.loads(path.read_text()), **card}
             path.write_text(json.dumps(card, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(staging, out)
+    except FinetuneRefused:
+        _finished(checkpoint_home, checkpoint_dir)
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+    _finished(checkpoint_home, checkpoint_dir)
     say(f"wrote {out} (version {version[:12]}, from {base_version[:12]}) in "
         f"{time.perf_counter() - started:.0f}s")
     return FinetuneResult(out, version, summary, history)
+
+
+def _finished(checkpoint_home: Path, given: str | os.PathLike | None) -> None:
+    """A run that ended (written or refused) resumes nothing: remove the checkpoints it kept
+    in its default place (a --checkpoint-dir of the user's own is left as it is)."""
+    if given is None:
+        shutil.rmtree(checkpoint_home, ignore_errors=True)
 
 
 def _label_counts(labels: np.ndarray) -> dict[str, int]:
