@@ -64,6 +64,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _alpha(text: str) -> float | None:
+    """argparse type: "auto" (None) or a number in (0, 1]."""
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number in (0, 1], got {text!r}"
+                                         ) from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number in (0, 1], got {text}")
+    return value
+
+
 def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | None) -> None:
     parser.add_argument("--epochs", type=int, default=epochs_default)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -264,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float, help="peak learning rate (default: the CORRECTIONS "
                     "recipe's, 1e-4)")
     ft.add_argument("--batch-size", type=int, help="default: the recipe's, 128")
+    ft.add_argument("--interpolate", type=_alpha, default=None, metavar="auto|ALPHA",
+                    help="move the weights ALPHA of the way from the base to the fine-tuned ones "
+                    "(WiSE-FT; 1: all the way); auto (default): the first of 1, 0.75, 0.5, 0.25 "
+                    "that keeps MNIST validation within --max-mnist-drop")
     ft.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
                     help="re-record int8 ranges for the new weights when the base has them "
                     "(default on; off: the new weights are served in fp32)")

@@ -105,7 +105,8 @@ def _finetune(args: argparse.Namespace, found: CorrectionDigits, recipe, url: st
                       data_dir=args.data_dir, limit_mnist_test=args.limit_mnist_test,
                       backend=args.inference, int8=args.int8, source=source, ctx=ctx,
                       checkpoint_dir=args.checkpoint_dir,
-                      checkpoint_every=args.checkpoint_every, resume=args.resume)
+                      checkpoint_every=args.checkpoint_every, resume=args.resume,
+                      alpha=args.interpolate)
     if not ctx.is_main:
         return 0
     s = result.summary
@@ -116,7 +117,9 @@ def _finetune(args: argparse.Namespace, found: CorrectionDigits, recipe, url: st
           f"({s['mnist_test_images']:,} images)")
     print(f"{'held-out corrections':24}{_pct(s['before']['held_out']['accuracy']):>10}"
           f"{_pct(s['after']['held_out']['accuracy']):>10}   ({held} digit(s))")
-    print(f"\n{s['inference']['int8']}")
+    print(f"\nweights {s['interpolation']['alpha']:g} of the way from the base to the "
+          f"fine-tuned ones ({s['interpolation']['chosen_by']})")
+    print(s['inference']['int8'])
     print(f"wrote {result.out}: version {result.version[:12]} (from {s['base_version'][:12]});"
           f" serve it with: digitrec serve --weights {result.out}")
     return 0

@@ -5,7 +5,9 @@ learns their handwriting without forgetting MNIST's.
 The corrections are split, seeded and at random (they carry no writer id), into a part to learn
 from and a held-out part to measure on. Each member trains with the one loop (`loop.fit`,
 recipe `CORRECTIONS`) for a fixed number of steps on the learning part, repeated and augmented
-on the fly, plus `replay` MNIST training images per correction image. The new ensemble is
+on the fly, plus `replay` MNIST training images per correction image; the trained weights are
+then moved part of the way back to the base's (WiSE-FT, `training.interpolate`: the most of the
+fine-tune that keeps MNIST *validation* within the allowed drop). The new ensemble is
 written to a temporary directory beside `out` (weights as the base stored them, model cards,
 the base's calibration.json, and int8.json re-recorded for the new weights when the base served
 int8 and the new ranges pass `int8.good_enough`), measured through the `Recognizer` exactly as
@@ -42,10 +44,11 @@ import torch
 from digitrec import __version__
 from digitrec.data.mnist import file_checksums, load_mnist
 from digitrec.errors import DataError, ModelError, UsageError
-from digitrec.models import BUNDLED_DIR, load_ensemble, save_model, weights_digest
+from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, save_model, weights_digest
 from digitrec.recognizer import THRESHOLD_FILE, Recognizer
 from digitrec.training import checkpoint, distributed
 from digitrec.training.distributed import Context
+from digitrec.training.interpolate import GRID, choose_alpha, interpolate
 from digitrec.training.loop import accuracy, fit
 from digitrec.training.recipes import CORRECTIONS, Recipe
 
@@ -156,7 +159,8 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
              backend: str | None = None, int8: bool = True, source: dict | None = None,
              progress: bool = True, ctx: Context | None = None,
              checkpoint_dir: str | os.PathLike | None = None,
-             checkpoint_every: int | None = None, resume: bool = False) -> FinetuneResult:
+             checkpoint_every: int | None = None, resume: bool = False,
+             alpha: float | None = None) -> FinetuneResult:
     """Fine-tune the ensemble in `weights` (default: the bundled one) on corrections (`images`:
     (N, 28, 28) uint8, what the models saw; `labels`: (N,) digits; `groups`: the correction each
     digit belongs to, default one each) mixed with MNIST replay, and write it to `out` (a new
@@ -165,7 +169,9 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
     `ctx`: this rank (default `distributed.current()`); on ranks other than 0 the result holds
     only the training history. Checkpoints go to `checkpoint_dir` (default `.OUT.checkpoints`
     beside `out`), every `checkpoint_every` steps and at each member's end; `resume` (or a
-    torchrun restart) continues from them."""
+    torchrun restart) continues from them. `alpha`: how far the new weights move from the base
+    to the fine-tuned ones (WiSE-FT, digitrec.training.interpolate; 1: all the way); None picks
+    the most of it that keeps MNIST validation within `max_mnist_drop`."""
     started = time.perf_counter()
     ctx = ctx or distributed.current()
     images = np.asarray(images, dtype=np.uint8)
@@ -179,6 +185,8 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
         raise UsageError(f"--steps must be >= 1, not {steps}")
     if not replay >= 0:
         raise UsageError(f"--replay must be >= 0, not {replay}")
+    if alpha is not None and not 0 < alpha <= 1:
+        raise UsageError(f"--interpolate must be 'auto' or a number in (0, 1], not {alpha}")
     out = Path(out)
     weights = Path(weights) if weights else BUNDLED_DIR
     if out.resolve() in (weights.resolve(), BUNDLED_DIR.resolve()):
@@ -244,9 +252,13 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
                                 checkpoints=checkpoint.Policy(checkpoint_home / name,
                                                               checkpoint_every, resume))
             model.cpu().eval()
+            say(f"{name}: {steps} steps in {history[name][-1]['seconds']:.0f}s")
+        ensemble, interpolation = _interpolate(load_ensemble(weights)[0], ensemble, alpha,
+                                               mnist.split("val"), max_mnist_drop)
+        say(interpolation["note"])
+        for name, model in ensemble.members.items():
             member_test[name] = accuracy(model, test_x, test_y)
-            say(f"{name}: {steps} steps in {history[name][-1]['seconds']:.0f}s, MNIST test "
-                f"{member_test[name]:.2%} (fp32)")
+            say(f"{name}: MNIST test {member_test[name]:.2%} (fp32)")
             save_model(model, staging, name, {}, half=cards[name].get("dtype") == "float16")
         if (weights / THRESHOLD_FILE).exists():
             shutil.copy2(weights / THRESHOLD_FILE, staging / THRESHOLD_FILE)
@@ -288,6 +300,7 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
                                        after["held_out"]["accuracy"]) if len(held_x) else None),
             "max_mnist_drop_pt": max_mnist_drop,
             "world_size": ctx.world_size,
+            "interpolation": {k: v for k, v in interpolation.items() if k != "note"},
             "mnist_test_images": len(test_x),
             "inference": {"before": base.inference, "after": after_rec.inference,
                           "int8": int8_note},
@@ -314,6 +327,25 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
     say(f"wrote {out} (version {version[:12]}, from {base_version[:12]}) in "
         f"{time.perf_counter() - started:.0f}s")
     return FinetuneResult(out, version, summary, history)
+
+
+def _interpolate(base: Ensemble, tuned: Ensemble, alpha: float | None,
+                 validation: tuple[np.ndarray, np.ndarray],
+                 max_mnist_drop: float) -> tuple[Ensemble, dict]:
+    """The fine-tuned ensemble moved back toward the base (WiSE-FT): by the given `alpha`, or
+    (None) by the first of interpolate.GRID that keeps MNIST validation accuracy within
+    `max_mnist_drop` points of the base's; what was done, for the summary ("note": in words)."""
+    if alpha is not None:
+        chosen, table, how = alpha, [], "--interpolate"
+    else:
+        chosen, table = choose_alpha(base, tuned, *validation, max_mnist_drop)
+        how = (f"the first of {', '.join(f'{a:g}' for a in GRID)} within {max_mnist_drop:g} "
+               f"pt of the base on MNIST validation ({len(validation[1]):,} images)")
+    mixed = tuned if chosen == 1 else interpolate(base, tuned, chosen)
+    scores = ", ".join(f"{row['alpha']:g}: {row['accuracy']:.2%}" for row in table)
+    note = (f"weights {chosen:g} of the way from the base to the fine-tuned ones ({how}"
+            + (f"; MNIST validation by alpha {scores}" if table else "") + ")")
+    return mixed, {"alpha": chosen, "chosen_by": how, "validation": table, "note": note}
 
 
 def _finished(checkpoint_home: Path, given: str | os.PathLike | None) -> None:
