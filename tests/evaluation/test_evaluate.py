@@ -101,3 +101,33 @@ def test_risk_by_hand():
     assert r["accuracy_at_90_coverage"] == 0.75  # 90% of 4 images rounds to all 4
     wide = risk(np.concatenate([p] * 5, axis=1), np.tile(labels, 5), threshold=0.95)
     assert wide["accuracy_at_90_coverage"] == pytest.approx(13 / 18)  # 2 of the 0.5s left out
+
+
+def test_shifted_validation_adds_styles_and_pens_to_the_originals(mnist):
+    from digitrec.evaluation.calibrate import shifted_validation
+    from digitrec.training.styles import FRACTIONS
+    images, labels = mnist.split("val")
+    images, labels = images[:60], labels[:60]
+    x, y = shifted_validation(images, labels, progress=False)
+    styled = int(np.isin(labels, list(FRACTIONS)).sum())
+    assert x.dtype == np.uint8 and x.shape[1:] == (28, 28) and len(x) == len(y)
+    assert np.array_equal(x[:60], images) and np.array_equal(y[:60], labels)
+    assert np.array_equal(y[60:60 + styled], labels[np.isin(labels, list(FRACTIONS))])
+    assert not np.array_equal(x[60:60 + styled], images[np.isin(labels, list(FRACTIONS))])
+    assert 60 + styled + 50 <= len(x) <= 60 + styled + 60  # nearly every redrawing has ink
+    again, _ = shifted_validation(images, labels, progress=False)
+    assert np.array_equal(x, again)  # seeded
+
+
+def test_calibrate_writes_a_threshold_chosen_on_shifted_images(mnist_dir, tmp_path):
+    import json
+
+    from digitrec.cli import main
+    assert main(["calibrate", "--out", str(tmp_path), "--data-dir", str(mnist_dir)]) == 0
+    shifted = json.loads((tmp_path / "calibration.json").read_text())
+    assert shifted["n"] > 10000 and "restyled" in shifted["split"]
+    assert main(["calibrate", "--on", "validation", "--out", str(tmp_path),
+                 "--data-dir", str(mnist_dir)]) == 0
+    clean = json.loads((tmp_path / "calibration.json").read_text())
+    assert clean["n"] == 5000 and clean["split"].startswith("validation")
+    assert 0.3 <= clean["threshold"] <= shifted["threshold"] < 1

@@ -188,11 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --strokes: side of the pad or scan in pixels (default 280)")
     ev.set_defaults(run="evaluate:evaluate")
 
-    cal = sub.add_parser("calibrate", help="choose the abstention threshold on validation images")
+    cal = sub.add_parser("calibrate", help="choose the abstention threshold on shifted "
+                         "validation images")
     _add_weights(cal)
     _add_out(cal, "calibration.json")
     cal.add_argument("--error-cost", type=float, default=5.0,
                      help="cost of a wrong accepted answer relative to abstaining (default 5)")
+    cal.add_argument("--on", choices=("shifted", "validation"), default="shifted",
+                     help="shifted (default): MNIST validation as it is, with continental 1s, "
+                     "7s and 0s, and redrawn with random pens, as new writers shift it; "
+                     "validation: the clean 5,000 alone")
     _add_data_dir(cal)
     cal.set_defaults(run="evaluate:calibrate")
 

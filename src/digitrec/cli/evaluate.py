@@ -66,17 +66,22 @@ def evaluate_labelled(args: argparse.Namespace) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
-    """The abstention threshold on the validation split → calibration.json in --out."""
+    """The abstention threshold on shifted (default) or clean validation images →
+    calibration.json in --out."""
     from digitrec.data.mnist import load_mnist
-    from digitrec.evaluation.calibrate import calibrate_threshold
+    from digitrec.evaluation.calibrate import SHIFTED_NOTE, calibrate_threshold, shifted_validation
     from digitrec.recognizer import THRESHOLD_FILE, Recognizer
 
     source = weights_dir(args)
     images, labels = load_mnist(args.data_dir).split("val")
+    split = "validation (last 5,000 training images)"
+    if args.on == "shifted":
+        images, labels = shifted_validation(images, labels)
+        split = SHIFTED_NOTE
     recognizer = Recognizer.load(source)
     calibration = calibrate_threshold(recognizer.member_probabilities(images), labels,
                                       error_cost=args.error_cost)
-    calibration["split"] = "validation (last 5,000 training images)"
+    calibration["split"] = split
     calibration["inference"] = recognizer.inference
     out = derived_files_dir(args, source) / THRESHOLD_FILE
     out.write_text(json.dumps(calibration, indent=2) + "\n")
