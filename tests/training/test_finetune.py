@@ -19,6 +19,7 @@ from digitrec.training.finetune import (
     split_corrections,
     training_mix,
 )
+from digitrec.training.interpolate import GRID
 from digitrec.training.recipes import CORRECTIONS
 
 TEST_IMAGES = 300
@@ -56,6 +57,10 @@ def test_finetune_writes_an_ensemble_that_loads_as_served(corrections, mnist_dir
         assert s[when]["held_out"]["images"] == 5
         assert 0.9 < s[when]["mnist_test"]["accuracy"] <= 1.0
     assert s["mnist_test_change_pt"] >= -0.1
+    # auto: the first alpha of the grid that keeps MNIST validation, the base scored first
+    assert s["interpolation"]["alpha"] in GRID
+    assert s["interpolation"]["validation"][0]["alpha"] == 0.0
+    assert s["interpolation"]["validation"][-1]["alpha"] == s["interpolation"]["alpha"]
     for name in base_cards:
         card = json.loads((out / f"{name}.json").read_text())
         base_card = json.loads((weights_dir() / f"{name}.json").read_text())
@@ -134,3 +139,22 @@ def test_training_mix_repeats_corrections_and_replays_mnist():
     assert counts["mnist_distinct"] == 30
     with pytest.raises(DataError):
         training_mix(images[:0], np.array([]), pool, total=40, replay=1.0, seed=0)
+
+
+def test_a_given_alpha_moves_the_weights_that_far(corrections, mnist_dir, tmp_path):
+    from safetensors.torch import load_file
+    images, labels = corrections
+    whole, half = tmp_path / "whole", tmp_path / "half"
+    common = {"weights": weights_dir(), "steps": 2, "limit_mnist_test": 100,
+              "data_dir": mnist_dir, "progress": False, "int8": False, "max_mnist_drop": 5}
+    finetune(images, labels, whole, alpha=1.0, **common)
+    result = finetune(images, labels, half, alpha=0.5, **common)
+    assert result.summary["interpolation"]["alpha"] == 0.5
+    assert result.summary["interpolation"]["chosen_by"] == "--interpolate"
+    base, tuned, mixed = (load_file(str(d / "vgg8c.safetensors"))
+                          for d in (weights_dir(), whole, half))
+    key = next(k for k, v in base.items() if v.is_floating_point() and v.numel() > 100)
+    expected = (base[key].float() + tuned[key].float()) / 2
+    assert (mixed[key].float() - expected).abs().max() < 2e-3  # fp16 storage rounds
+    assert not (mixed[key].float() - tuned[key].float()).abs().max() < 1e-6
+
