@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from digitrec.data.strokes import DEFAULT_PEN, load_strokes, render_strokes
+from digitrec.evaluation.numbers import edit_distance
 from digitrec.recognizer import Recognizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,17 +54,6 @@ class Reading:
     best_guess: str
     answered: bool
     ms: float
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance between two digit strings."""
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1,
-                                           previous + (ca != cb))
-    return row[-1]
 
 
 def layout(sizes: list[tuple[float, float]], spacing: str, rng: np.random.Generator

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from digitrec.cli import main
@@ -93,3 +94,49 @@ def test_bad_init_and_real_input_are_refused_before_training(mnist, tmp_path, ca
         assert exit_info.value.code == 2
         assert "must be a number >= 0" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.safetensors"))  # nothing was trained or written
+
+
+def test_distillation_loss_is_zero_on_agreement_and_only_on_kept_rows():
+    from digitrec.training.loop import distillation_loss
+    logits = torch.randn(6, 10)
+    keep = torch.tensor([True, True, False, False, True, False])
+    assert distillation_loss(logits, logits.clone(), keep, 2.0).item() < 1e-6
+    other = torch.randn(6, 10)
+    assert distillation_loss(logits, other, keep, 2.0).item() > 0
+    changed = other.clone()
+    changed[~keep] = torch.randn(3, 10) * 10  # rows not kept do not count
+    assert torch.isclose(distillation_loss(logits, other, keep, 2.0),
+                         distillation_loss(logits, changed, keep, 2.0))
+    assert distillation_loss(logits, other, torch.zeros(6, dtype=torch.bool), 2.0).item() == 0
+
+
+def test_distillation_keeps_the_starting_models_answers(mnist, tmp_path):
+    """Trained toward wrong labels (every digit called 3) from the bundled cnnbn, a run that
+    distils from its start keeps far more of the start's answers than one that does not."""
+    from conftest import weights_dir
+
+    import digitrec.training.loop as loop
+    recipe = TRAIN.replace(architecture="cnnbn", epochs=1, batch_size=64, lr=1e-2, seed=0,
+                           augment=False, init=str(weights_dir() / "cnnbn.safetensors"))
+    images, labels = mnist.split("train")
+    wrong = np.full(256, 3, dtype=labels.dtype)
+    kept = {}
+    for distill in (0.0, 5.0):
+        model = loop.create_model("cnnbn")
+        start, _ = loop.load_model(recipe.init)
+        model.load_state_dict(start.state_dict())
+        loop.fit(model, images[:256], wrong, recipe.replace(distill=distill, epochs=3),
+                 progress=False, teacher=start if distill else None,
+                 keep=np.ones(256, bool) if distill else None)
+        val_x, val_y = mnist.split("val")
+        kept[distill] = accuracy(model, val_x[:500], val_y[:500])
+    assert kept[5.0] > kept[0.0] + 0.1, kept
+    with pytest.raises(ValueError):
+        loop.fit(loop.create_model("cnnbn"), images[:64], wrong[:64],
+                 recipe.replace(distill=1.0), progress=False)
+
+
+def test_distill_needs_starting_weights(tmp_path, capsys):
+    assert main(["train", "--model", "cnn1", "--distill", "1", "--limit", "64",
+                 "--out", str(tmp_path)]) == 2
+    assert "--distill distils from the starting weights" in capsys.readouterr().err

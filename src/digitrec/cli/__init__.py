@@ -90,6 +90,9 @@ def _add_train_options(parser: argparse.ArgumentParser, epochs_default: int | No
     parser.add_argument("--aug-strength", type=float, default=1.0,
                         help="scale of the affine ranges (1.0: ±12° rotation, ±15%% scale, "
                         "±1.7 px shift, 0.25 shear)")
+    parser.add_argument("--distill", type=_fraction, default=0.0, metavar="WEIGHT",
+                        help="with --init or --from: add WEIGHT x a distillation loss toward the "
+                        "starting weights on MNIST's own images (keeps what they knew; default 0)")
     parser.add_argument("--limit", type=int, help="train on the first N images only")
     parser.add_argument("--real-input", type=_fraction, default=0.0, metavar="FRACTION",
                         help="add this fraction of extra images drawn with a random fat, fine "
@@ -179,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "subfolders named by the label")
     own.add_argument("--strokes", metavar="FILE", help="pen strokes instead of MNIST (JSON lines "
                      "as DigiLeTs: writer, label, strokes), drawn as the page's pad draws them")
+    ev.add_argument("--number", action="store_true", help="with --folder: each image holds a "
+                    "whole number (labels like 0042, kept as written), read as predict --number "
+                    "reads it; reports exact match, per-digit accuracy, per length")
     ev.add_argument("--style", choices=("canvas", "bold", "thin"), default="canvas",
                     help="with --strokes: the page's canvas (default), or a scan of a bold or a "
                     "thin pen")

@@ -13,6 +13,8 @@ from digitrec.errors import UsageError
 def evaluate(args: argparse.Namespace) -> int:
     """Members and ensemble on the MNIST test set, on the backend the app serves (or, with
     --folder or --strokes, the ensemble on the user's own labelled digits)."""
+    if args.number and not args.folder:
+        raise UsageError("--number only applies with --folder")
     if args.folder or args.strokes:
         return evaluate_labelled(args)
     given = [f"--{name}" for name in ("style", "pen", "pad")
@@ -36,10 +38,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def evaluate_labelled(args: argparse.Namespace) -> int:
-    """The ensemble on a folder of labelled images (--folder) or on pen strokes (--strokes):
-    exit 3 when some image could not be read (the others are counted)."""
-    from digitrec.evaluation.labelled import evaluate_folder, evaluate_strokes, format_text
-    from digitrec.evaluation.labelled import write_report as write_labelled_report
+    """The ensemble on a folder of labelled images (--folder; with --number, whole numbers
+    read with read_number) or on pen strokes (--strokes): exit 3 when some image could not be
+    read (the others are counted)."""
+    from digitrec.evaluation import labelled, numbers
     from digitrec.recognizer import Recognizer
 
     if args.folder and (args.style != "canvas" or args.pen is not None or args.pad != 280):
@@ -49,15 +51,18 @@ def evaluate_labelled(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
     recognizer = Recognizer.load(weights_dir(args), backend=args.inference)
-    if args.folder:
-        result = evaluate_folder(recognizer, args.folder, limit=args.limit)
+    mode = numbers if args.number else labelled
+    if args.number:
+        result = numbers.evaluate_numbers(recognizer, args.folder, limit=args.limit)
+    elif args.folder:
+        result = labelled.evaluate_folder(recognizer, args.folder, limit=args.limit)
     else:
-        result = evaluate_strokes(recognizer, args.strokes, size=args.pad, pen=args.pen,
-                                  style=args.style, limit=args.limit)
+        result = labelled.evaluate_strokes(recognizer, args.strokes, size=args.pad, pen=args.pen,
+                                           style=args.style, limit=args.limit)
     if args.report:
-        for path in write_labelled_report(result, args.report):
+        for path in mode.write_report(result, args.report):
             print(f"wrote {path}", file=sys.stderr)
-    print(json.dumps(result.to_json()) if args.json else format_text(result))
+    print(json.dumps(result.to_json()) if args.json else mode.format_text(result))
     if result.unreadable:
         print(f"digitrec evaluate: {len(result.unreadable)} image(s) could not be read",
               file=sys.stderr)

@@ -24,7 +24,7 @@ from digitrec.training.recipes import (
 
 # Flags that also apply to a bundled member; its own architecture, epochs, seed and augmentation
 # (elastic, strength) override the others, and --epochs overrides all of them.
-MEMBER_FLAGS = ("batch_size", "lr", "augment", "real_input")
+MEMBER_FLAGS = ("batch_size", "lr", "augment", "real_input", "distill")
 
 
 def _recipe(base: Recipe, **changes) -> Recipe:
@@ -39,7 +39,7 @@ def _flags(args: argparse.Namespace) -> dict:
     """The Recipe fields that `train` and `train-ensemble` take from their flags."""
     return {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "augment": args.augment, "elastic": args.elastic, "aug_strength": args.aug_strength,
-            "real_input": args.real_input}
+            "real_input": args.real_input, "distill": args.distill}
 
 
 def _run(args: argparse.Namespace) -> dict:
@@ -214,6 +214,9 @@ def _train_plans(args: argparse.Namespace, plans: dict[str, list[Recipe]]) -> in
     and batch is checked first, before any rank starts or any training."""
     out, run = Path(args.out), _run(args)
     _check_batches(args, [recipe for recipes in plans.values() for recipe in recipes])
+    if any(r.distill > 0 and not r.init for recipes in plans.values() for r in recipes):
+        raise UsageError("--distill distils from the starting weights: give --init (train) or "
+                         "--from (train-ensemble)")
     if args.nproc:
         return _launch(args)
     from digitrec.training import distributed, loop

@@ -89,11 +89,29 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, keep: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """KL(teacher || student) at `temperature` (x T², as Hinton et al. scale it), averaged over
+    the rows where `keep` is True (0 when there are none)."""
+    if not keep.any():
+        return logits.sum() * 0.0
+    t = temperature
+    per_row = F.kl_div(F.log_softmax(logits[keep] / t, dim=1),
+                       F.log_softmax(teacher_logits[keep] / t, dim=1),
+                       log_target=True, reduction="none").sum(dim=1)
+    return per_row.mean() * t * t
+
+
 def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, recipe: Recipe,
         val: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = True,
-        ctx: Context | None = None, checkpoints: checkpoint.Policy | None = None) -> list[dict]:
+        ctx: Context | None = None, checkpoints: checkpoint.Policy | None = None,
+        teacher: nn.Module | None = None, keep: np.ndarray | None = None) -> list[dict]:
     """Train `model` in place on uint8 `images` (N, 28, 28) as `recipe` says; one history entry
     per pass over the data (the last may be a fraction of one).
+
+    With `recipe.distill` > 0, `teacher` (frozen; the weights the run started from) is read on
+    every batch too, and the loss adds `distill` x its distillation loss on the images where
+    `keep` (bool, one per image) is True: the old images, whose old answers are to be kept.
 
     Each entry: "epoch" (passes done, e.g. 1.5), "steps", "train_loss" and "train_accuracy"
     (of the batches read back: every LOG_EVERY-th and each epoch's last), "val_accuracy" on
@@ -113,6 +131,12 @@ def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, recipe: Recipe
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     shift, scale = MEAN * 255.0, 1.0 / (STD * 255.0)  # uint8 → normalised, in place
 
+    distilling = recipe.distill > 0
+    if distilling and (teacher is None or keep is None):
+        raise ValueError(f"recipe {recipe.name!r} distils: fit needs a teacher and a keep mask")
+    if distilling:
+        teacher = teacher.to(ctx.device).eval()
+        keep_all = torch.from_numpy(np.asarray(keep, dtype=bool))
     model.to(ctx.device)
     optimizer = make_optimizer(model, recipe)
     batch_size = ctx.per_rank_batch(recipe.batch_size)
@@ -156,6 +180,12 @@ def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, recipe: Recipe
             y = y_all[idx].to(ctx.device)
             logits = net(x)
             loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            if distilling:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = loss + recipe.distill * distillation_loss(
+                    logits, teacher_logits, keep_all[idx].to(ctx.device),
+                    recipe.distill_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -295,6 +325,7 @@ def train(recipe: Recipe, data_dir: str | Path | None = None, limit: int | None 
     train_x, train_y = mnist.split("full" if full else "train")
     if limit:
         train_x, train_y = train_x[:limit], train_y[:limit]
+    originals = len(train_x)
     if recipe.styles > 0:  # continental-style copies (before the renderings, which draw them)
         from digitrec.training.styles import styled_copies
         extra_x, extra_y = styled_copies(train_x, train_y, recipe.seed, recipe.styles)
@@ -310,9 +341,15 @@ def train(recipe: Recipe, data_dir: str | Path | None = None, limit: int | None 
     if ctx.distributed:  # the same initial weights everywhere, then each rank's own dropout
         torch.manual_seed(ctx.rank_seed(recipe.seed))
     val = mnist.split("val")
+    teacher = keep = None
+    if recipe.distill > 0:  # keep the starting model's answers on MNIST's own images
+        if start is None:
+            raise ValueError(f"recipe {recipe.name!r} distils from its starting weights: "
+                             "give it init")
+        teacher, keep = start, np.arange(len(train_x)) < originals
     history = fit(model, train_x, train_y, recipe, progress=progress,
                   val=val if recipe.validate_each_epoch else None, ctx=ctx,
-                  checkpoints=checkpoints)
+                  checkpoints=checkpoints, teacher=teacher, keep=keep)
     seconds = history[-1]["seconds"]
 
     def score(images: np.ndarray, labels: np.ndarray) -> float:

@@ -43,6 +43,10 @@ class Recipe:
     real_input: float = 0.0  # add this fraction of extra real-input renderings of the images
     init: str | None = None  # start from these weights (fine-tuning) instead of random ones
     styles: float = 0.0  # add styled copies (training/styles.py: FRACTIONS x this) of the images
+    distill: float = 0.0  # weight of a distillation loss toward the starting weights (`init`,
+    # frozen) on the images that are not new (not styled copies, not corrections): learn the new
+    # without forgetting the old (Li & Hoiem, "Learning without Forgetting", 2016)
+    distill_temperature: float = 2.0
     seed: int = 0  # model initialisation, batch order and augmentation
     validate_each_epoch: bool = True  # validation accuracy after every epoch (else at the end)
 
@@ -61,6 +65,10 @@ class Recipe:
             problems.append(f"real_input must be >= 0, not {self.real_input}")
         if not self.styles >= 0:
             problems.append(f"styles must be >= 0, not {self.styles}")
+        if not self.distill >= 0:
+            problems.append(f"distill must be >= 0, not {self.distill}")
+        if not self.distill_temperature > 0:
+            problems.append(f"distill_temperature must be > 0, not {self.distill_temperature}")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
         if problems:
