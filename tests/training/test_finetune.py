@@ -158,3 +158,25 @@ def test_a_given_alpha_moves_the_weights_that_far(corrections, mnist_dir, tmp_pa
     assert (mixed[key].float() - expected).abs().max() < 2e-3  # fp16 storage rounds
     assert not (mixed[key].float() - tuned[key].float()).abs().max() < 1e-6
 
+
+
+def test_distilling_finetune_records_it_and_stays_closer_to_the_base(corrections, mnist_dir,
+                                                                    tmp_path):
+    """With distillation on the replay images, the members move less from the base than
+    without, on MNIST validation digits (the answers distillation is there to keep)."""
+    from digitrec.models import load_ensemble
+    from digitrec.training.loop import predict_proba
+    images, labels = corrections
+    common = {"weights": weights_dir(), "steps": 4, "limit_mnist_test": 100, "alpha": 1.0,
+              "data_dir": mnist_dir, "progress": False, "int8": False, "max_mnist_drop": 5}
+    hot = CORRECTIONS.replace(lr=3e-3)
+    finetune(images, labels, tmp_path / "plain", recipe=hot, **common)
+    finetune(images, labels, tmp_path / "kept", recipe=hot.replace(distill=5.0), **common)
+    card = json.loads((tmp_path / "kept" / "vgg8c.json").read_text())
+    assert card["hyperparameters"]["distill"] == 5.0
+    from digitrec.data.mnist import load_mnist
+    val_x = load_mnist(mnist_dir).split("val")[0][200:1200]
+    base = predict_proba(load_ensemble(weights_dir())[0], val_x)
+    moved = {name: np.abs(predict_proba(load_ensemble(tmp_path / name)[0], val_x) - base).sum()
+             for name in ("plain", "kept")}
+    assert moved["kept"] < moved["plain"], moved

@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float, help="peak learning rate (default: the CORRECTIONS "
                     "recipe's, 1e-4)")
     ft.add_argument("--batch-size", type=int, help="default: the recipe's, 128")
+    ft.add_argument("--distill", type=_fraction, metavar="WEIGHT",
+                    help="add WEIGHT x a distillation loss toward each member's starting weights "
+                    "on the MNIST replay images (default: the CORRECTIONS recipe's)")
     ft.add_argument("--interpolate", type=_alpha, default=None, metavar="auto|ALPHA",
                     help="move the weights ALPHA of the way from the base to the fine-tuned ones "
                     "(WiSE-FT; 1: all the way); auto (default): the first of 1, 0.75, 0.5, 0.25 "

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if args.limit_mnist_test is not None and args.limit_mnist_test < 1:
         raise UsageError(f"--limit-mnist-test must be >= 1, not {args.limit_mnist_test}")
     recipe = _recipe(CORRECTIONS, lr=args.lr or CORRECTIONS.lr,
-                     batch_size=args.batch_size or CORRECTIONS.batch_size)
+                     batch_size=args.batch_size or CORRECTIONS.batch_size,
+                     distill=CORRECTIONS.distill if args.distill is None else args.distill)
     _check_batches(args, [recipe])
     ctx = distributed.current() if args.nproc else distributed.init()
     try:
