@@ -306,16 +306,29 @@ class Recognizer:
         """Split a line of handwritten digits and read each, left to right (the models'
         confidence decides where touching digits are cut); a line of one digit is read as
         `predict` reads it."""
+        # the segmenter scores every candidate digit in one batch: the digits it chooses are
+        # among them, so their readings are kept (by image) rather than run a second time
+        readings: dict[bytes, Prediction] = {}
+
         def score(images28: np.ndarray) -> np.ndarray:
-            return np.array([d.confidence for d in self._run(images28)])
+            predictions = self._run(images28)
+            for image, p in zip(images28, predictions, strict=True):
+                readings.setdefault(image.tobytes(), p)
+            return np.array([p.confidence for p in predictions])
 
         segments = segment_digits(image, score)
         if len(segments) == 1:  # one digit: read as predict() reads it, so the modes agree
             whole = preprocess_or_error(image)
             if not isinstance(whole, DigitrecError):
                 segments = [replace(segments[0], image28=whole)]
-        digits = self._run(np.stack([s.image28 for s in segments]))
-        return NumberReading(digits=digits, boxes=[s.box for s in segments])
+        keys = [s.image28.tobytes() for s in segments]
+        unread = [s.image28 for s, key in zip(segments, keys, strict=True) if key not in readings]
+        if unread:  # a lone digit, or a line the segmenter did not need to score
+            batch = np.stack(unread)
+            for image, p in zip(batch, self._run(batch), strict=True):
+                readings.setdefault(image.tobytes(), p)
+        return NumberReading(digits=[readings[key] for key in keys],
+                             boxes=[s.box for s in segments])
 
 
 def _load_parts(path: str | os.PathLike | None, backend: str | None

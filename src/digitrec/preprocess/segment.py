@@ -14,9 +14,9 @@ from scipy import ndimage as ndi
 
 from digitrec.errors import NoDigitError, NotANumberError
 from digitrec.io import ImageSource
-from digitrec.preprocess.geometry import bounds, extent, gap
+from digitrec.preprocess.geometry import bounds, extent, gap, grow
 from digitrec.preprocess.ink import ink_and_scale
-from digitrec.preprocess.normalise import normalize_digit
+from digitrec.preprocess.normalise import digit_crop, to_mnist
 
 INK_LEVEL = 0.3  # components are taken on ink above this level (faint bridges do not join)
 # A connected piece is taken for touching digits when it is wider than SPLIT_ASPECT x the line
@@ -93,9 +93,10 @@ def _components(ink: np.ndarray) -> tuple[np.ndarray, list[_Group]]:
     if n == 0:
         raise NoDigitError("no digit found: the image is blank")
     mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)
+    least = 0.02 * mass[1:].max()
     groups = []
     for i, s in enumerate(ndi.find_objects(labels), start=1):
-        if s is not None and mass[i] >= 0.02 * mass[1:].max():
+        if s is not None and mass[i] >= least:
             groups.append(_Group({i}, s[0].start, s[1].start, s[0].stop, s[1].stop, mass[i]))
     return labels, groups
 
@@ -179,8 +180,8 @@ def _group_ink(ink: np.ndarray, labels: np.ndarray, g: _Group) -> np.ndarray:
     ink of other components that reach into the box."""
     ys, xs = slice(g.y0, g.y1), slice(g.x0, g.x1)
     lab = labels[ys, xs]
-    member = np.isin(lab, list(g.ids))
-    fringe = ndi.binary_dilation(member, structure=np.ones((3, 3), bool), iterations=2)
+    member = lab == next(iter(g.ids)) if len(g.ids) == 1 else np.isin(lab, list(g.ids))
+    fringe = grow(member, 2)  # two 3x3 dilations
     return ink[ys, xs] * (fringe & ((lab == 0) | member))
 
 
@@ -200,31 +201,44 @@ def _digit_pair(a: np.ndarray, b: np.ndarray, line: float) -> bool:
 def _stroke_width(crop: np.ndarray) -> float:
     """Typical stroke width in pixels: 2 x ink mass / perimeter."""
     mask = crop > 0.5
-    perimeter = np.count_nonzero(mask & ~ndi.binary_erosion(mask))
+    inner = (mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1]  # ndi.binary_erosion(mask):
+             & mask[1:-1, :-2] & mask[1:-1, 2:])                # border pixels never inside
+    perimeter = np.count_nonzero(mask) - np.count_nonzero(inner)
     return 2.0 * float(crop.sum()) / max(1, perimeter)
 
 
 def _min_paths(crop: np.ndarray, windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """The least-ink top-to-bottom path in each column window [lo, hi): columns (k, h), ink (k,)."""
-    # one column per row, moving at most one column per row; all windows solved at once
+    # one column per row, moving at most one column per row, ties to the left, then straight
+    # on; all windows solved at once, laid side by side in one row with a wall (inf ink) before,
+    # between and after them, so that each row is a few whole-row numpy operations
     h, w = crop.shape
-    k = len(windows)
-    inside = np.zeros((k, w + 2), bool)  # columns shifted by one: a wall of inf either side
-    for i, (lo, hi) in enumerate(windows):
-        inside[i, lo + 1:hi + 1] = True
-    ink = np.pad(crop.astype(float), ((0, 0), (1, 1)))
-    total = np.where(inside, ink[0], np.inf)
-    step = np.zeros((k, h, w + 2), np.int8)
-    options = np.full((3, k, w + 2), np.inf)  # from the column left, same, right
+    widths = np.array([hi - lo for lo, hi in windows])
+    starts = 1 + np.concatenate([[0], np.cumsum(widths[:-1] + 1)])
+    size = int(starts[-1] + widths[-1] + 1)
+    source = np.full(size, w)  # each cell's column in the crop; column w is the wall
+    for (lo, hi), s in zip(windows, starts, strict=True):
+        source[s:s + hi - lo] = np.arange(lo, hi)
+    walled = np.empty((h, w + 1), np.float32)
+    walled[:, :w], walled[:, w] = crop, np.inf
+    ink = walled.take(source, axis=1)
+    total = ink[0].astype(float)  # least ink down to each cell of the current row
+    best = np.empty(size - 2)
+    same = np.zeros((h, size), bool)   # a cell's path comes from the same column above...
+    right = np.zeros((h, size), bool)  # ...or from the one to its right (else the left)
     for r in range(1, h):
-        options[0, :, 1:], options[1], options[2, :, :-1] = total[:, :-1], total, total[:, 1:]
-        step[:, r] = options.argmin(axis=0) - 1
-        total = np.where(inside, ink[r], np.inf) + options.min(axis=0)
-    path = np.empty((k, h), int)
-    path[:, -1] = total.argmin(axis=1)
+        np.less(total[1:-1], total[:-2], out=same[r, 1:-1])
+        np.minimum(total[:-2], total[1:-1], out=best)
+        np.less(total[2:], best, out=right[r, 1:-1])
+        np.minimum(best, total[2:], out=best)
+        np.add(ink[r, 1:-1], best, out=total[1:-1])
+    move = np.where(right, 1, same.view(np.int8) - 1)
+    ends = np.array([s + int(total[s:s + n].argmin()) for s, n in zip(starts, widths, strict=True)])
+    at = np.empty((h, len(windows)), int)
+    at[-1] = ends
     for r in range(h - 1, 0, -1):
-        path[:, r - 1] = path[:, r] + step[np.arange(k), r, path[:, r]]
-    return path - 1, total.min(axis=1)
+        np.add(at[r], move[r].take(at[r]), out=at[r - 1])
+    return source[at.T], total[ends]
 
 
 def _runs(values: np.ndarray) -> int:
@@ -285,9 +299,13 @@ def _split(crop: np.ndarray, x0: int, line: float, width: float) -> list[tuple[i
     return pieces
 
 
-def _trim(crop: np.ndarray, y0: int, x0: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Crop to the ink; returns the ink and its box (y0, x0, y1, x1) in ink-map pixels."""
-    ys, xs = bounds(crop > 0)
+def _trim(crop: np.ndarray, y0: int, x0: int
+          ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """Crop to the ink: the ink and its box (y0, x0, y1, x1) in ink-map pixels; None if none."""
+    inked = crop > 0
+    if not inked.any():
+        return None
+    ys, xs = bounds(inked)
     box = (y0 + ys.start, x0 + xs.start, y0 + ys.stop, x0 + xs.stop)
     return crop[ys, xs], box
 
@@ -304,12 +322,17 @@ def _distinct_cuts(crop: np.ndarray) -> list[np.ndarray]:
     cols = np.arange(crop.shape[1])[None, :]
     limit = SAME_CUT * float(crop.sum())
     kept: list[np.ndarray] = []
-    lefts = np.zeros((0, *crop.shape), bool)  # the ink map left of each kept path
+    lefts = np.empty((len(paths), *crop.shape), bool)  # the ink map left of each kept path
+    seen: set[bytes] = set()  # a path found again (by another window) parts the ink alike
     for path in sorted(paths, key=np.mean):
+        if path.tobytes() in seen:
+            continue
+        seen.add(path.tobytes())
         left = cols < path[:, None]
-        if ((lefts != left) * crop).sum(axis=(1, 2)).min(initial=math.inf) > limit:
+        m = len(kept)
+        if ((lefts[:m] != left) * crop).sum(axis=(1, 2)).min(initial=math.inf) > limit:
             kept.append(path)
-            lefts = np.concatenate([lefts, left[None]])
+            lefts[m] = left
     return kept
 
 
@@ -321,14 +344,23 @@ def _scored_cuts(crop: np.ndarray, line: float) -> tuple[list[np.ndarray], list[
     last = len(bounds) - 1
     mass = float(crop.sum())
     inks: dict[tuple[int, int], np.ndarray | None] = {(0, last): crop}
+    # strong ink (as _extent counts it) left of each column, row by row, for piece heights
+    strong = np.zeros((h, w + 1), np.int32)
+    np.cumsum(crop > INK_LEVEL, axis=1, out=strong[:, 1:])
+    rows = np.arange(h)
 
     def digit(i: int, j: int) -> bool:
         """Whether the ink between bounds i and j can be a digit."""
         if (i, j) not in inks:
+            inks[i, j] = None
+            if not (bounds[i] <= bounds[j]).all():
+                return False
+            tall = np.flatnonzero(strong[rows, bounds[j]] > strong[rows, bounds[i]])
+            if tall.size == 0 or tall[-1] + 1 - tall[0] < 0.75 * line:
+                return False
             ink = _between(crop, bounds[i], bounds[j])
-            ok = ((bounds[i] <= bounds[j]).all() and ink.sum() >= MIN_SHARE * mass
-                  and _extent(ink)[0] >= 0.75 * line)
-            inks[i, j] = ink if ok else None
+            if ink.sum() >= MIN_SHARE * mass:
+                inks[i, j] = ink
         return inks[i, j] is not None
 
     def ways(i: int, pieces: int) -> Iterator[list[tuple[int, int]]]:
@@ -361,11 +393,12 @@ def _candidates(crop: np.ndarray, g: _Group, line: float, width: float,
 
 def _segment(piece: np.ndarray, y0: int, x0: int, scale: tuple[float, float]) -> Segment | None:
     """The piece normalised, with its box in input pixels; None for a speck."""
-    if not (piece > 0).any():
+    trimmed = _trim(piece, y0, x0)
+    if trimmed is None:
         return None
-    piece, (y0, x0, y1, x1) = _trim(piece, y0, x0)
-    try:
-        image28 = normalize_digit(piece)
+    piece, (y0, x0, y1, x1) = trimmed
+    try:  # normalize_digit less its checks of the input: the piece is an ink map already
+        image28 = to_mnist(digit_crop(np.ascontiguousarray(piece, np.float32))[0])
     except NoDigitError:  # a speck that survived grouping is not worth failing for
         return None
     sy, sx = scale
@@ -382,9 +415,14 @@ def _value(option: list[Segment], confidence: dict[int, float]) -> float:
 
 
 def _choose(groups: list[list[list[Segment]]], score: Scorer) -> list[list[Segment]]:
-    """For each group, the way to cut it that reads best; all pieces are scored in one batch."""
-    unique = {id(s): s for options in groups if len(options) > 1 for o in options for s in o}
-    if not unique:
+    """For each group, the way to cut it that reads best. Every piece of every group is scored,
+    all in one batch (so that a caller's scorer can keep its readings of the digits chosen),
+    unless there is nothing to choose between and at most one piece; when there are surely
+    more than MAX_DIGITS digits (a number refused), only the pieces to choose between."""
+    every = sum(min(len(o) for o in options) for options in groups) <= MAX_DIGITS
+    unique = {id(s): s for options in groups if every or len(options) > 1
+              for o in options for s in o}
+    if len(unique) <= 1 and all(len(options) == 1 for options in groups):
         return [options[0] for options in groups]
     values = np.asarray(score(np.stack([s.image28 for s in unique.values()])), float)
     confidence = dict(zip(unique, values.tolist(), strict=True))
