@@ -51,7 +51,7 @@ def test_finetune_writes_an_ensemble_that_loads_as_served(corrections, mnist_dir
     assert s["corrections"]["digits"] == 24
     assert (s["corrections"]["train_digits"], s["corrections"]["held_out_digits"]) == (19, 5)
     assert s["mix"]["correction_images"] + s["mix"]["mnist_replay_images"] == 3 * 128
-    assert s["mix"]["replay_ratio"] == 3.0 and s["mix"]["correction_images"] == 96
+    assert s["mix"]["replay_ratio"] == 8.0 and s["mix"]["correction_images"] == 43  # 384 / 9
     for when in ("before", "after"):
         assert s[when]["mnist_test"]["images"] == TEST_IMAGES
         assert s[when]["held_out"]["images"] == 5

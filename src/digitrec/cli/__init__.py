@@ -278,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--steps", type=int, default=150,
                     help="optimizer steps per member (default 150: 2-3 minutes for the "
                     "bundled three on 2 quiet cores)")
-    ft.add_argument("--replay", type=_fraction, default=3.0, metavar="RATIO",
-                    help="MNIST training images per correction image in the mix (default 3)")
+    ft.add_argument("--replay", type=_fraction, default=8.0, metavar="RATIO",
+                    help="MNIST training images per correction image in the mix (default 8)")
     ft.add_argument("--holdout", type=_fraction, default=0.2, metavar="FRACTION",
                     help="fraction of the corrections held out for measuring, chosen at random "
                     "with --seed (default 0.2)")
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--interpolate", type=_alpha, default=None, metavar="auto|ALPHA",
                     help="move the weights ALPHA of the way from the base to the fine-tuned ones "
                     "(WiSE-FT; 1: all the way); auto (default): the first of 1, 0.75, 0.5, 0.25 "
-                    "that keeps MNIST validation within --max-mnist-drop")
+                    "that keeps MNIST validation within half of --max-mnist-drop")
     ft.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
                     help="re-record int8 ranges for the new weights when the base has them "
                     "(default on; off: the new weights are served in fp32)")

@@ -54,11 +54,10 @@ from digitrec.training.loop import accuracy, fit
 from digitrec.training.recipes import CORRECTIONS, Recipe
 
 DEFAULT_STEPS = 150  # optimizer steps per member (2-3 minutes for the bundled three on 2 cores)
-DEFAULT_REPLAY = 3.0  # MNIST replay images per correction image in the training mix
+DEFAULT_REPLAY = 8.0  # MNIST replay images per correction image in the training mix
 DEFAULT_HOLDOUT = 0.2  # fraction of the corrections held out for measuring
 DEFAULT_MAX_MNIST_DROP = 0.1  # points of MNIST test accuracy a new model may lose
 VALIDATION_SHARE = 0.5  # of that drop, what --interpolate auto allows on MNIST validation
-DEFAULT_DISTILL = 1.0  # weight of the distillation toward the base on the MNIST replay images
 INT8_CALIBRATION_IMAGES = 1000  # the first MNIST training images, as `digitrec quantize`
 SPLIT_NOTE = ("random, seeded, by correction (all digits of a number on the same side); "
               "corrections carry no writer id, so one person's digits may fall on both sides")

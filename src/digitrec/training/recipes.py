@@ -147,8 +147,9 @@ def style_fine_tuning(member: Recipe, start: str, weights: str) -> list[Recipe]:
 # `digitrec finetune` (training/finetune.py): a short run from each served member's weights on
 # people's corrections mixed with MNIST replay, at a low peak rate, lightly augmented; the
 # architecture, seed and number of steps are set per member and run (`finetune.member_recipe`).
+# The MNIST replay images are distilled from the member's own starting weights (docs/feedback.md).
 CORRECTIONS = TRAIN.replace(name="finetune-corrections", epochs=1, lr=1e-4, aug_strength=0.6,
-                            validate_each_epoch=False)
+                            validate_each_epoch=False, distill=2.0)
 
 
 # `digitrec compare`: trained without augmentation or label smoothing, AdamW + one-cycle, on the
