@@ -51,8 +51,9 @@ def test_bundled_weights_are_small_and_carded():
         card = json.loads(f.with_suffix(".json").read_text())
         assert card["command"].startswith("digitrec train") and card["training_seconds"] > 0
     calibration = json.loads((BUNDLED_DIR / "calibration.json").read_text())
-    assert calibration["split"].startswith("validation") and calibration["n"] == 5000
-    assert 0.3 <= calibration["threshold"] < 1.0 and calibration["abstention_rate"] < 0.02
+    # chosen on MNIST validation shifted as new writers shift it (digitrec calibrate's default)
+    assert calibration["split"].startswith("MNIST validation") and calibration["n"] > 10000
+    assert 0.3 <= calibration["threshold"] < 1.0 and calibration["abstention_rate"] < 0.03
 
 
 def test_evaluate_json_contract(mnist_dir, capsys):

@@ -6,6 +6,7 @@ committed correction and leaves no half row."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -65,7 +66,7 @@ def post(base: str, image: bytes, label: str) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
-    except OSError:
+    except (OSError, http.client.HTTPException):  # reset, or cut off mid-answer (IncompleteRead)
         return 0, {}
 
 

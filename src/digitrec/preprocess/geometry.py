@@ -38,6 +38,14 @@ def gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> int:
 
 def bounds(mask: np.ndarray) -> tuple[slice, slice]:
     """Bounding box (row slice, column slice) of a non-empty boolean mask."""
+    if mask.dtype == np.bool_ and mask.flags.c_contiguous:
+        # the first and last True (numpy's True is the byte 1) give the rows, by a byte
+        # search; only the rows between them are looked at for the columns
+        data = mask.tobytes()
+        first, last = data.find(1), data.rfind(1)
+        rows = slice(first // mask.shape[1], last // mask.shape[1] + 1)
+        cols = np.flatnonzero(mask[rows].any(axis=0))
+        return rows, slice(int(cols[0]), int(cols[-1]) + 1)
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
@@ -56,7 +64,7 @@ def resize(a: np.ndarray, width: int, height: int) -> np.ndarray:
         fy, fx = int(a.shape[0] / height / 2.0) or 1, int(a.shape[1] / width / 2.0) or 1
         if fy > 1 or fx > 1:
             extent_y, extent_x = _f32(a.shape[0] / fy), _f32(a.shape[1] / fx)
-            a = np.asarray(Image.fromarray(a, "F").reduce((fx, fy)))
+            a = box_reduce(a, fx, fy)
     if width != a.shape[1] or extent_x != width:  # horizontal pass first, as Pillow
         a = (a.astype(np.float64) @ _weights(a.shape[1], extent_x, width, down).T)
         a = a.astype(np.float32)
@@ -64,6 +72,44 @@ def resize(a: np.ndarray, width: int, height: int) -> np.ndarray:
         a = (_weights(a.shape[0], extent_y, height, down) @ a.astype(np.float64))
         a = a.astype(np.float32)
     return np.clip(a, 0.0, 1.0)
+
+
+def box_reduce(a: np.ndarray, fx: int, fy: int) -> np.ndarray:
+    """Image.fromarray(a, "F").reduce((fx, fy)) of a float32 image, the same bits. Halving
+    (2x2, 2x1, 1x2), the common case, is done here in Pillow's order of operations (Reduce.c,
+    ImagingReduceNxN_32bpc and ImagingReduceCorners_32bpc: a block's pixels added in float32
+    left to right, then the row below; a partial block at the right or bottom edge added one
+    by one in double); Pillow's wrapping of small images costs more than that arithmetic.
+    Larger factors are left to Pillow."""
+    if (fx, fy) not in ((2, 2), (2, 1), (1, 2)):
+        image = Image.fromarray(np.ascontiguousarray(a, np.float32), "F")
+        return np.asarray(image.reduce((fx, fy)))
+    a = np.asarray(a, np.float32)  # (as Pillow's "F" mode holds it)
+    h, w = a.shape
+    rows, cols = h // fy, w // fx  # whole blocks; partial ones at the right and bottom edges
+    out = np.empty((-(-h // fy), -(-w // fx)), np.float32)
+    if rows and cols:
+        body, whole = out[:rows, :cols], a[:rows * fy, :cols * fx]
+        np.add(whole[0::fy, 0::fx], whole[fy - 1::fy, fx - 1::fx] if fx * fy == 2
+               else whole[0::fy, 1::fx], out=body)
+        if fx * fy == 4:
+            body += whole[1::fy, 0::fx]
+            body += whole[1::fy, 1::fx]
+        body += np.float32(0.0)  # Pillow's sum starts at +0.0: a -0.0 total becomes +0.0
+        body *= np.float32(1.0 / (fx * fy))  # a power of 2: exact, as in double
+    if w % fx and rows:  # the right edge (fx = 2): a column of fy pixels a block
+        ss = np.zeros(rows)
+        for yy in range(fy):
+            ss += a[yy:rows * fy:fy, w - 1]
+        out[:rows, cols] = ss * (1.0 / fy)
+    if h % fy and cols:  # the bottom edge (fy = 2): a row of fx pixels a block
+        ss = np.zeros(cols)
+        for xx in range(fx):
+            ss += a[h - 1, xx:cols * fx:fx]
+        out[rows, :cols] = ss * (1.0 / fx)
+    if w % fx and h % fy:  # the corner (2x2): one pixel (+0.0, as above)
+        out[rows, cols] = a[h - 1, w - 1] + np.float32(0.0)
+    return out
 
 
 def _f32(x: float) -> float:

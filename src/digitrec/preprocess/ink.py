@@ -18,7 +18,9 @@ def planes(image: Image.Image, factor: int | None = None) -> tuple[np.ndarray, n
     """Grey and alpha planes, float32 in [0, 1], of an image in a `grey_mode` mode,
     box-reduced by `factor` (default: as much as brings the long side within WORK_SIDE)."""
     factor = factor or math.ceil(max(image.size) / WORK_SIDE)
-    if factor > 1 and image.mode in ("L", "LA"):
+    if factor > 1 and image.mode == "LA":
+        return _reduced_la(image, factor)
+    if factor > 1 and image.mode == "L":
         image = image.reduce(factor)
     if image.mode == "L":
         return _unit(np.asarray(image)), None
@@ -26,6 +28,23 @@ def planes(image: Image.Image, factor: int | None = None) -> tuple[np.ndarray, n
         la = np.asarray(image)
         return _unit(la[..., 0]), _unit(la[..., 1])
     return _block_reduce(_wide_grey(image), factor), None
+
+
+def _reduced_la(image: Image.Image, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grey and alpha planes of `image.reduce(factor)` for an LA image. Pillow reduces LA with
+    the grey premultiplied by alpha (LA → La → reduce → LA, three passes); when the grey band
+    is all black or all white, as a canvas's strokes are, that comes to: alpha reduced alone,
+    grey 0 everywhere (black), or 255 where the reduced alpha is above 0 (white)."""
+    grey_band, alpha_band = image.split()
+    grey = np.asarray(grey_band)
+    top = int(grey.max())
+    if top != 0 and int(grey.min()) != 255:  # any other grey: Pillow's three passes
+        la = np.asarray(image.reduce(factor))
+        return _unit(la[..., 0]), _unit(la[..., 1])
+    alpha = np.asarray(alpha_band.reduce(factor))
+    if top == 0:
+        return np.zeros(alpha.shape, np.float32), _unit(alpha)
+    return _unit(np.where(alpha > 0, np.uint8(255), np.uint8(0))), _unit(alpha)
 
 
 def _unit(plane: np.ndarray) -> np.ndarray:
@@ -39,12 +58,15 @@ def grey_mode(image: Image.Image) -> Image.Image:
     if mode == "L" or mode.startswith("I") or mode == "F":
         return image
     try:
-        if mode in ("RGBA", "LA") and _min_alpha(image) == 255:
-            return image.convert("L")  # opaque: the alpha channel carries nothing
-        if mode == "LA":
-            return image
-        if mode == "RGBA":
-            return image.convert("LA")
+        if mode in ("RGBA", "LA"):
+            alpha = _alpha_band(image)
+            if int(np.frombuffer(alpha, np.uint8).min()) == 255:
+                return image.convert("L")  # opaque: the alpha channel carries nothing
+            if mode == "LA":
+                return image
+            # = image.convert("LA") (grey from RGB, alpha as is), in under half the time
+            return Image.merge("LA", (image.convert("L"),
+                                      Image.frombuffer("L", image.size, alpha, "raw", "L", 0, 1)))
         if mode in ("PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
             return image.convert("RGBA").convert("LA")
         if mode == "LAB":
@@ -56,10 +78,9 @@ def grey_mode(image: Image.Image) -> Image.Image:
         raise ImageDecodeError(f"unsupported image mode {mode}: {reason(exc)}") from None
 
 
-def _min_alpha(image: Image.Image) -> int:
-    """The lowest alpha of an RGBA or LA image (unpacking the band alone is fastest)."""
-    band = image.tobytes("raw", "A") if image.mode == "RGBA" else image.getchannel("A").tobytes()
-    return int(np.frombuffer(band, np.uint8).min())
+def _alpha_band(image: Image.Image) -> bytes:
+    """The alpha band of an RGBA or LA image, as bytes (unpacking the band alone is fastest)."""
+    return image.tobytes("raw", "A") if image.mode == "RGBA" else image.getchannel("A").tobytes()
 
 
 def _wide_grey(image: Image.Image) -> np.ndarray:
@@ -93,16 +114,27 @@ def _sample(a: np.ndarray, n: int = 16384) -> np.ndarray:
     return a[::step, ::step]
 
 
-def _quantile(values: np.ndarray, q: float) -> float:
+def _quantile(values: np.ndarray, q: float, scratch: bool = False) -> float:
     """np.quantile(values, q) with linear interpolation (numpy's default), by partial sort:
-    the same number, several times cheaper on the small arrays of this module."""
+    the same number, several times cheaper on the small arrays of this module. `scratch`:
+    `values` is a temporary that may be reordered in place (one copy fewer)."""
     flat = np.ravel(values)
-    position = (flat.size - 1) * q
-    below = math.floor(position)
-    above = min(below + 1, flat.size - 1)
-    part = np.partition(flat, (below, above))
+    below, above, fraction = _ranks(flat.size, q)
+    if scratch:
+        flat.partition((below, above))
+        part = flat
+    else:
+        part = np.partition(flat, (below, above))
     low, high = float(part[below]), float(part[above])
-    return low + (high - low) * (position - below)
+    return low + (high - low) * fraction
+
+
+def _ranks(n: int, q: float) -> tuple[int, int, float]:
+    """The two order statistics (0-based) that the q-quantile of n values interpolates
+    between, and the weight of the upper one."""
+    position = (n - 1) * q
+    below = math.floor(position)
+    return below, min(below + 1, n - 1), position - below
 
 
 def _ring(a: np.ndarray) -> np.ndarray:
@@ -121,7 +153,10 @@ def _noise_sigma(a: np.ndarray) -> float:
     s = _sample(a, 4096)
     if s.shape[1] < 2:
         return 0.0
-    return _quantile(np.abs(np.diff(s, axis=1)), 0.5) / (0.6745 * math.sqrt(2))
+    d = np.subtract(s[:, 1:], s[:, :-1])
+    if d.size - np.count_nonzero(d) > _ranks(d.size, 0.5)[1]:
+        return 0.0  # more than half the differences are 0 (flat paper, an empty canvas)
+    return _quantile(np.abs(d, out=d), 0.5, scratch=True) / (0.6745 * math.sqrt(2))
 
 
 def _ink_signal(grey: np.ndarray) -> tuple[np.ndarray, float]:
@@ -129,12 +164,25 @@ def _ink_signal(grey: np.ndarray) -> tuple[np.ndarray, float]:
     (dark on light or light on dark) from which side of the border colour holds more
     contrast mass."""
     background = _quantile(_ring(grey), 0.5)
-    dev = _sample(grey) - background
     sigma = _noise_sigma(grey)
-    t = max(3.0 * sigma, 0.02)
+    dark = _more_dark(_sample(grey), background, max(3.0 * sigma, 0.02))
+    return (background - grey if dark else grey - background), sigma
+
+
+def _more_dark(sample: np.ndarray, background: float, t: float) -> bool:
+    """Whether the contrast mass darker than the background by over t exceeds the lighter:
+    sum(clip(-dev - t, 0)) > sum(clip(dev - t, 0)) with dev = sample - background.
+    When one side has no pixel beyond t, its sum is 0 and the extremes decide; only a sample
+    with both needs the sums."""
+    b, t32 = sample.dtype.type(background), sample.dtype.type(t)  # as numpy casts them
+    if -(sample.min() - b) <= t32:
+        return False  # nothing darker: 0 > anything ≥ 0 is false
+    if sample.max() - b <= t32:
+        return True  # something darker, nothing lighter
+    dev = sample - background
     dark = float(np.clip(-dev - t, 0, None).sum())
     light = float(np.clip(dev - t, 0, None).sum())
-    return (background - grey if dark > light else grey - background), sigma
+    return dark > light
 
 
 def _shading(v: np.ndarray) -> np.ndarray | float:
@@ -181,7 +229,7 @@ def _ramp(v: np.ndarray, sigma: float | None = None) -> np.ndarray:
     if candidates.size < 2:
         raise NoDigitError("no digit found: the image is blank or uniform")
     step = max(1, candidates.size // 8192)
-    peak = _quantile(candidates[::step], 0.9)
+    peak = _quantile(candidates[::step], 0.9, scratch=True)
     if peak < max(0.08, 5.0 * sigma):
         raise NoDigitError("no digit found: the image has too little contrast")
     low = max(3.5 * sigma, 0.02 * peak)
@@ -198,6 +246,8 @@ def ink_from_planes(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         if float(alpha.max()) < 0.02:
             raise NoDigitError("no digit found: the image is fully transparent")
         if float(alpha.min()) < 0.9:
+            if grey.min() == grey.max():  # one colour (the test below says so, in 2 passes)
+                return _ramp(*_ink_signal(alpha))
             opaque = grey[alpha > 0.5]
             if opaque.size == 0 or float(_sample_std(opaque)) < 0.1:
                 return _ramp(*_ink_signal(alpha))  # one stroke colour: alpha is the drawing

@@ -4,13 +4,13 @@ long side BOX px, centre of mass at the middle of a SIZE x SIZE field, uint8 lig
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage as ndi
 
 from digitrec.errors import InputError, NoDigitError
-from digitrec.preprocess.geometry import bounds, fit, gap, grow
+from digitrec.preprocess.geometry import bounds, box_reduce, fit, gap, grow
 from digitrec.preprocess.geometry import extent as box_extent
 
 BOX = 20  # MNIST fits each digit in a 20x20 box...
@@ -39,15 +39,33 @@ def _validate_ink(ink: np.ndarray) -> np.ndarray:
     return np.clip(a, 0.0, 1.0)
 
 
-def _keep_digit(ink: np.ndarray, image_side: int) -> np.ndarray:
+_EIGHT = np.ones((3, 3), bool)  # 8-connectivity, for ndi.label
+_MIN_MASS = 3.0  # less ink than this in the kept strokes is only specks
+
+
+class _Strong(NamedTuple):
+    """The clear ink of a crop: above `threshold` (a quarter of the peak), within `box`."""
+
+    mask: np.ndarray
+    box: tuple[slice, slice]
+    threshold: np.floating
+
+
+def _keep_digit(ink: np.ndarray, image_side: int, strong: _Strong | None = None) -> np.ndarray:
     """Crop to the digit: drop specks (tiny components, and small ones far from the main
-    stroke), keep the anti-aliased fringe of what stays. Raises NoDigitError if none is left."""
-    strong = ink > 0.25 * float(ink.max())
-    labels, n = ndi.label(strong, structure=np.ones((3, 3), bool))
+    stroke), keep the anti-aliased fringe of what stays. Raises NoDigitError if none is left.
+    `strong`: the crop's clear ink, when the caller has it."""
+    if strong is None:
+        threshold = ink.dtype.type(0.25 * float(ink.max()))  # (as numpy casts it)
+        mask, box = ink > threshold, None
+    else:
+        mask, box, threshold = strong
+    labels, n = ndi.label(mask, structure=_EIGHT)
     if n == 0:  # the ink lay only in a partial block that _rough_crop's averaging dropped
         raise NoDigitError("no digit found: only specks of ink at the image's edge")
     if n == 1:  # one connected stroke: nothing to drop
-        mask, kept_mass = strong, float(ink.sum(where=strong))
+        ys, xs = box or bounds(mask)
+        light = _lighter_than(ink, mask, threshold, _MIN_MASS)
     else:
         mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)[1:]
         slices = ndi.find_objects(labels)
@@ -57,15 +75,25 @@ def _keep_digit(ink: np.ndarray, image_side: int) -> np.ndarray:
         for i in np.flatnonzero(keep & (mass < 0.15 * mass[main])):
             if gap(slices[i], slices[main]) > 0.3 * span:
                 keep[i] = False
-        mask, kept_mass = np.concatenate([[False], keep])[labels], float(mass[keep].sum())
-    ys, xs = bounds(mask)
+        mask, light = np.concatenate([[False], keep])[labels], float(mass[keep].sum()) < _MIN_MASS
+        ys, xs = bounds(mask)
     side = max(ys.stop - ys.start, xs.stop - xs.start)
-    if kept_mass < 3.0 or side < 3 or side < 0.015 * image_side:
+    if light or side < 3 or side < 0.015 * image_side:
         raise NoDigitError("no digit found: only specks of ink")
     ys = slice(max(0, ys.start - 2), ys.stop + 2)
     xs = slice(max(0, xs.start - 2), xs.stop + 2)
     crop = ink[ys, xs] * grow(mask[ys, xs], 2)
     return crop[bounds(crop > 0)]
+
+
+def _lighter_than(ink: np.ndarray, mask: np.ndarray, floor: np.floating, least: float) -> bool:
+    """float(ink.sum(where=mask)) < least, where every masked pixel is above `floor`: the count
+    alone says no when count x floor clears `least` by more than the sum's rounding error
+    (sequential float32 sums err by under count x 2^-23 of the total)."""
+    count = int(np.count_nonzero(mask))
+    if count * float(floor) * (1.0 - count * 2.0 ** -22) >= least:
+        return False
+    return float(ink.sum(where=mask)) < least
 
 
 def _stroke_ratio(work: np.ndarray) -> float:
@@ -95,8 +123,8 @@ def _normalise_stroke(crop: np.ndarray) -> np.ndarray:
     mask = work > 0.5
     if delta > 0:
         pad = math.ceil(delta) + 1
-        work, mask = np.pad(work, pad), np.pad(mask, pad)
-        grown = np.clip(delta + 1.0 - ndi.distance_transform_edt(~mask), 0.0, 1.0)
+        work, mask = _pad(work, pad), _pad(mask, pad)
+        grown = np.clip(delta + 1.0 - _distance_below(mask, delta + 1.0), 0.0, 1.0)
         work = np.maximum(work, grown.astype(np.float32))
     else:
         depth = ndi.distance_transform_edt(mask)
@@ -109,6 +137,40 @@ def _normalise_stroke(crop: np.ndarray) -> np.ndarray:
         return crop
     ys, xs = bounds(work > 0)
     return work[ys, xs]
+
+
+def _distance_below(mask: np.ndarray, reach: float) -> np.ndarray:
+    """ndi.distance_transform_edt(~mask), the distance from each pixel to the nearest pixel of
+    a non-empty `mask`, where it is below `reach` (reach or more elsewhere), for the few pixels
+    a hairline grows by: squared distances (small integers) to the nearest mask pixel within
+    reach down each column, then along each row; the same float64 square roots."""
+    r = math.ceil(reach)  # pixels further away along either axis are at least reach away
+    if 2 * r * r >= _FAR or not mask.any():
+        return ndi.distance_transform_edt(~mask)
+    h, w = mask.shape
+    column = np.full((h + 2 * r, w), _FAR, np.uint8)  # _FAR: no mask pixel within reach
+    np.multiply(~mask, np.uint8(_FAR), out=column[r:r + h])
+    down = column[r:r + h].copy()
+    for d in range(1, r + 1):
+        for shifted in (column[r - d:r - d + h], column[r + d:r + d + h]):
+            np.minimum(down, np.maximum(shifted, d * d), out=down)
+    row = np.full((w + 2 * r, h), _FAR, np.uint16)  # transposed: shifted rows are contiguous
+    row[r:r + w] = down.T
+    squared = row[r:r + w].copy()
+    for d in range(1, r + 1):
+        for shifted in (row[r - d:r - d + w], row[r + d:r + d + w]):
+            np.minimum(squared, shifted + d * d, out=squared)
+    return np.sqrt(squared.T, dtype=np.float64)
+
+
+_FAR = 255  # squared distances from here on stand for "none within reach"
+
+
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+    """np.pad(a, n): n zeros on every side (without np.pad's general machinery)."""
+    out = np.zeros((a.shape[0] + 2 * n, a.shape[1] + 2 * n), a.dtype)
+    out[n:n + a.shape[0], n:n + a.shape[1]] = a
+    return out
 
 
 def _centre(digit: np.ndarray) -> np.ndarray:
@@ -126,27 +188,32 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rough_crop(ink: np.ndarray) -> tuple[np.ndarray, int]:
+def _rough_crop(ink: np.ndarray) -> tuple[np.ndarray, int, _Strong | None]:
     """The box around all clear ink plus a 2 px fringe, block-averaged by the returned
-    factor when large (nothing downstream needs more than STROKE_SIDE pixels across)."""
+    factor when large (nothing downstream needs more than STROKE_SIDE pixels across); when
+    not, also the clear ink in it (the crop holds the peak: the same threshold)."""
     peak = float(ink.max())
     if peak < 0.05:
         raise NoDigitError("no digit found: the image is blank")
-    ys, xs = bounds(ink > 0.25 * peak)
-    crop = ink[max(0, ys.start - 2):ys.stop + 2, max(0, xs.start - 2):xs.stop + 2]
+    threshold = ink.dtype.type(0.25 * peak)  # (as numpy casts it in the comparison)
+    strong = ink > threshold
+    ys, xs = bounds(strong)
+    y0, x0 = max(0, ys.start - 2), max(0, xs.start - 2)
+    box = slice(y0, ys.stop + 2), slice(x0, xs.stop + 2)
+    crop = ink[box]
     factor = max(crop.shape) // STROKE_SIDE
     h, w = crop.shape[0] // max(1, factor) * factor, crop.shape[1] // max(1, factor) * factor
     if factor < 2 or min(h, w) == 0:
-        return crop, 1
-    blocks = Image.fromarray(np.ascontiguousarray(crop[:h, :w]), "F").reduce(factor)
-    return np.asarray(blocks), factor
+        inner = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
+        return crop, 1, _Strong(strong[box], inner, threshold)
+    return box_reduce(crop[:h, :w], factor, factor), factor, None
 
 
 def digit_crop(ink: np.ndarray) -> tuple[np.ndarray, int]:
     """The digit alone (specks dropped, 2 px fringe kept) and how many ink-map pixels each of
     its pixels spans (block-averaged when large)."""
-    rough, factor = _rough_crop(ink)
-    return _keep_digit(rough, max(ink.shape) // factor), factor
+    rough, factor, strong = _rough_crop(ink)
+    return _keep_digit(rough, max(ink.shape) // factor, strong), factor
 
 
 def to_mnist(crop: np.ndarray) -> np.ndarray:
