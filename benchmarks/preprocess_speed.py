@@ -41,7 +41,6 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _source_worker import SourceWorker
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -388,13 +388,7 @@ def worker(folder: Path) -> None:
             for case in cases[start:stop]:
                 ms = staged(case)
                 start = cpu()
-                try:
-                    if case["how"] == "piece":
-                        to_mnist(digit_crop(np.ascontiguousarray(case["input"], np.float32))[0])
-                    else:
-                        preprocess(case["input"])
-                except Exception:  # noqa: BLE001, S110
-                    pass
+                _run_case(case, preprocess, digit_crop, to_mnist)
                 ms["preprocess"] = (cpu() - start) * 1e3
                 reply.append(ms)
         elif command == "check":
@@ -409,44 +403,28 @@ def worker(folder: Path) -> None:
         out.flush()
 
 
-class Worker:
-    """A worker process running the cases in `folder` with the code in `source` (a `src`)."""
+def _run_case(case: dict, preprocess, digit_crop, to_mnist) -> None:
+    """Preprocess one case (a read_number piece: crop and normalise) with the given code's
+    functions; an input it refuses is timed as well (its error is what the check compares)."""
+    try:
+        if case["how"] == "piece":
+            to_mnist(digit_crop(np.ascontiguousarray(case["input"], np.float32))[0])
+        else:
+            preprocess(case["input"])
+    except Exception:  # noqa: BLE001, S110
+        pass
 
-    def __init__(self, name: str, source: Path, folder: Path):
-        # glibc's malloc adapts its thresholds for returning memory to the system to each
-        # process's history; fixed ones keep one side from paying page faults the other
-        # does not (seen: 2.5x the CPU in one stage between two copies of the same code)
-        env = dict(os.environ, PYTHONPATH=str(source), OMP_NUM_THREADS="1",
-                   OPENBLAS_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_=str(64 << 20),
-                   MALLOC_TRIM_THRESHOLD_=str(256 << 20))
-        self.name = name
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(folder)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
-        if hasattr(os, "sched_setaffinity"):  # both sides on one core: the same neighbours
-            os.sched_setaffinity(self.process.pid, {min(os.sched_getaffinity(0))})
-        hello = self._reply()
-        if Path(hello["source"]).resolve() != source.resolve():
-            sys.exit(f"the {name} worker imported digitrec from {hello['source']}, not {source}")
 
-    def _reply(self) -> Any:
-        """The next JSON line from the worker."""
-        line = self.process.stdout.readline()
-        if not line:
-            sys.exit(f"the {self.name} worker died")
-        return json.loads(line)
-
-    def ask(self, command: str) -> Any:
-        """Send a command, wait for its reply."""
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self._reply()
-
-    def close(self) -> None:
-        """Stop the worker."""
-        self.process.stdin.write("quit\n")
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
+def start_worker(name: str, source: Path, folder: Path) -> SourceWorker:
+    """A worker process running this script's --worker with the code in `source`, pinned to one
+    core with fixed malloc thresholds: glibc's malloc adapts its thresholds for returning memory
+    to the system to each process's history, and fixed ones keep one side from paying page
+    faults the other does not (seen: 2.5x the CPU in one stage between two copies of the same
+    code)."""
+    return SourceWorker(name, source, [__file__, "--worker", str(folder)], env={
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)},
+        one_core=True)
 
 
 # --- the parent -----------------------------------------------------------------------------
@@ -460,7 +438,8 @@ def time_rounds(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         save_cases(cases, Path(folder))
-        workers = {name: Worker(name, source, Path(folder)) for name, source in sources.items()}
+        workers = {name: start_worker(name, source, Path(folder))
+                   for name, source in sources.items()}
         order = list(workers)
         rounds: dict[str, list[list[dict]]] = {name: [] for name in workers}
         for r in range(args.repeats + 1):  # round 0 warms up and is not counted
@@ -513,7 +492,7 @@ def check(args: argparse.Namespace) -> int:
         save_cases(cases, Path(folder))
         results = {}
         for name, source in {"new": REPO / "src", "old": args.against}.items():
-            w = Worker(name, source, Path(folder))
+            w = start_worker(name, source, Path(folder))
             target = str(Path(folder) / f"{name}.npz")
             w.ask(f"check {target}")
             w.close()
@@ -553,13 +532,7 @@ def profile(args: argparse.Namespace) -> int:
 
     def run() -> None:
         for case in cases:
-            try:
-                if case["how"] == "piece":
-                    to_mnist(digit_crop(np.ascontiguousarray(case["input"], np.float32))[0])
-                else:
-                    preprocess(case["input"])
-            except Exception:  # noqa: BLE001, S110
-                pass
+            _run_case(case, preprocess, digit_crop, to_mnist)
 
     run()
     profiler = cProfile.Profile()

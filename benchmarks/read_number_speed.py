@@ -31,14 +31,14 @@ import base64
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from _source_worker import SourceWorker
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -177,38 +177,13 @@ def worker(cases_file: Path, threads: int) -> None:
         out.flush()
 
 
-class Worker:
-    """A worker process reading `cases` with the code in `source` (a `src` folder)."""
+class Worker(SourceWorker):
+    """A worker process reading the cases with the code in `source` (a `src` folder)."""
 
     def __init__(self, name: str, source: Path, cases_file: Path, threads: int):
-        env = dict(os.environ, PYTHONPATH=str(source))
-        self.name = name
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(cases_file), "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
-        hello = self._reply()
-        if Path(hello["source"]).resolve() != source.resolve():
-            sys.exit(f"the {name} worker imported digitrec from {hello['source']}, not {source}")
-        self.inference = hello["inference"]
-
-    def _reply(self) -> Any:
-        """The next JSON line from the worker."""
-        line = self.process.stdout.readline()
-        if not line:
-            sys.exit(f"the {self.name} worker died")
-        return json.loads(line)
-
-    def ask(self, command: str) -> Any:
-        """Send a command, wait for its reply."""
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self._reply()
-
-    def close(self) -> None:
-        """Stop the worker."""
-        self.process.stdin.write("quit\n")
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
+        super().__init__(name, source, [__file__, "--worker", str(cases_file),
+                                        "--threads", str(threads)])
+        self.inference = self.hello["inference"]
 
 
 # --- the parent ----------------------------------------------------------------------------

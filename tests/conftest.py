@@ -134,3 +134,20 @@ def run_ranks(command: list[str], cwd: Path | None = None, timeout: float = 240,
         raise AssertionError(f"{command} hung:\n{err[-3000:]}") from None
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Numbers are read a few digits at a time: with batches that small, a second torch thread
+    only spins (and crawls when the other core is busy). Modules opt in with usefixtures."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    """The bundled ensemble."""
+    from digitrec.recognizer import Recognizer
+    return Recognizer.load()
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 
@@ -16,21 +15,7 @@ CASES = 100
 GLUED_CASES = 60
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Numbers are read a few digits at a time: with batches that small, a second torch thread
-    only spins (and crawls when the other core is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    """The bundled ensemble."""
-    from digitrec.recognizer import Recognizer
-    return Recognizer.load()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

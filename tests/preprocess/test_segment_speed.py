@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from digitrec.data.synth import compose_number
 from digitrec.errors import NotANumberError
 from digitrec.preprocess.segment import _min_paths, segment_digits
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small batches: a second torch thread only spins (as in test_segment)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    """The bundled ensemble."""
-    from digitrec.recognizer import Recognizer
-    return Recognizer.load()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _reference_paths(crop: np.ndarray, windows: list[tuple[int, int]]

@@ -216,15 +216,22 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
     checkpoint_home = (Path(checkpoint_dir) if checkpoint_dir
                        else out.parent / f".{out.name}.checkpoints")
     resume = resume or distributed.restart_count_now() > 0
-    if not ctx.is_main:  # train each member's share; rank 0 measures and writes
+
+    def train_members() -> dict[str, list[dict]]:
+        """Every member trained in turn (this rank's share of each), its history by name."""
         history = {}
         for index, (name, model) in enumerate(ensemble.members.items()):
             member = member_recipe(recipe, cards[name]["architecture"], steps, seed, index)
             torch.manual_seed(ctx.rank_seed(member.seed))  # dropout
-            history[name] = _fit_member(model, train_x, train_y, keep, member, False, ctx,
+            history[name] = _fit_member(model, train_x, train_y, keep, member, progress, ctx,
                                         checkpoint.Policy(checkpoint_home / name,
                                                           checkpoint_every, resume))
-        return FinetuneResult(out, "", {}, history)
+            model.cpu().eval()
+            say(f"{name}: {steps} steps in {history[name][-1]['seconds']:.0f}s")
+        return history
+
+    if not ctx.is_main:  # train each member's share; rank 0 measures and writes
+        return FinetuneResult(out, "", {}, train_members())
 
     base = Recognizer.load(weights, backend=backend)
     base_version = base.version
@@ -247,15 +254,7 @@ def finetune(images: np.ndarray, labels: np.ndarray, out: str | os.PathLike,
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the weights from a server user
     try:
-        history, member_test = {}, {}
-        for index, (name, model) in enumerate(ensemble.members.items()):
-            member = member_recipe(recipe, cards[name]["architecture"], steps, seed, index)
-            torch.manual_seed(ctx.rank_seed(member.seed))  # dropout
-            history[name] = _fit_member(model, train_x, train_y, keep, member, progress, ctx,
-                                        checkpoint.Policy(checkpoint_home / name,
-                                                          checkpoint_every, resume))
-            model.cpu().eval()
-            say(f"{name}: {steps} steps in {history[name][-1]['seconds']:.0f}s")
+        history, member_test = train_members(), {}
         ensemble, interpolation = _interpolate(load_ensemble(weights)[0], ensemble, alpha,
                                                mnist.split("val"), max_mnist_drop)
         say(interpolation["note"])
