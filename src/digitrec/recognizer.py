@@ -22,10 +22,12 @@ from digitrec.errors import DigitrecError, InputError, ModelError
 from digitrec.inference import Backend, check_backend, create_backend
 from digitrec.inference.batching import MicroBatcher
 from digitrec.inference.int8 import INT8_FILE, load_int8_ranges
+from digitrec.inference.reader import LineReading, SequenceReader
 from digitrec.io import ImageSource
 from digitrec.models import BUNDLED_DIR, Ensemble, load_ensemble, to_tensor, weights_digest
 from digitrec.preprocess import preprocess
-from digitrec.preprocess.segment import segment_digits
+from digitrec.preprocess.ink import ink_and_scale
+from digitrec.preprocess.segment import region_segment, segment_ink
 
 DEFAULT_THRESHOLD = 0.80  # used when the weights carry no calibration.json
 THRESHOLD_FILE = "calibration.json"  # the abstention threshold, beside the weights
@@ -83,6 +85,11 @@ class NumberReading:
 
     digits: list[Prediction]
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # which reader's digits these are: "segmenter" (cut, then the ensemble on each digit),
+    # "both" (the sequence reader read the same), "sequence" (the sequence reader's, when the
+    # two disagree and it is the surer)
+    reader: str = "segmenter"
+    doubt: str | None = None  # why the number as a whole is uncertain (the readers disagree)
 
     @property
     def best_guess(self) -> str:
@@ -91,8 +98,8 @@ class NumberReading:
 
     @property
     def abstained(self) -> bool:
-        """True when any digit of the number is uncertain."""
-        return any(d.abstained for d in self.digits)
+        """True when any digit of the number is uncertain, or the readers disagree."""
+        return self.doubt is not None or any(d.abstained for d in self.digits)
 
     @property
     def number(self) -> str | None:
@@ -103,7 +110,7 @@ class NumberReading:
     def reason(self) -> str | None:
         """Why the reading abstains: which digits are uncertain, and why."""
         unsure = [f"digit {k + 1}: {d.reason}" for k, d in enumerate(self.digits) if d.abstained]
-        return "; ".join(unsure) or None
+        return "; ".join(([self.doubt] if self.doubt else []) + unsure) or None
 
     @property
     def confidence(self) -> float:
@@ -171,8 +178,10 @@ class Recognizer:
     """An ensemble of CNNs behind MNIST-style preprocessing."""
 
     def __init__(self, ensemble: Ensemble, cards: dict[str, dict], threshold: float,
-                 backend: Backend | None = None, batching: bool = False):
+                 backend: Backend | None = None, batching: bool = False,
+                 reader: SequenceReader | None = None):
         self.ensemble = ensemble.eval()  # the reference, as trained
+        self.reader = reader  # the sequence reader of whole numbers (read_number), if any
         self.cards = cards
         self.threshold = threshold
         self.backend = backend if backend is not None else create_backend(self.ensemble)
@@ -188,8 +197,9 @@ class Recognizer:
         "int8" or "torch" (digitrec.inference), default: `default_backend(path)`. `batching`:
         serve concurrent calls from several threads as shared batches (for servers)."""
         directory, ensemble, cards, name, ranges = _load_parts(path, backend)
+        reader = SequenceReader.load(directory / "reader") or SequenceReader.load()
         return cls(ensemble, cards, read_threshold(directory),
-                   create_backend(ensemble, name, ranges), batching)
+                   create_backend(ensemble, name, ranges), batching, reader)
 
     @staticmethod
     def check(path: str | os.PathLike | None = None, backend: str | None = None) -> str:
@@ -303,9 +313,21 @@ class Recognizer:
             yield from parallel_map(_preprocess_chunk, chunks, workers)
 
     def read_number(self, image: ImageSource) -> NumberReading:
-        """Split a line of handwritten digits and read each, left to right (the models'
-        confidence decides where touching digits are cut); a line of one digit is read as
+        """Read a line of handwritten digits, left to right, with two readers: the segmenter
+        (cut the line, then the ensemble on each digit; the models' confidence decides where
+        touching digits are cut) and the sequence reader (the whole line at once, no cuts),
+        when one is loaded. When they agree, that is the number; when they disagree, the surer
+        reading is the best guess and the number is uncertain. A line of one digit is read as
         `predict` reads it."""
+        ink, scale = ink_and_scale(image)
+        segmented = self._segmented(image, ink, scale)
+        if self.reader is None:
+            return segmented
+        return self._combined(segmented, self.reader.read(ink), ink, scale)
+
+    def _segmented(self, image: ImageSource, ink: np.ndarray,
+                   scale: tuple[float, float]) -> NumberReading:
+        """The segmenter's reading: cut the line, read each digit with the ensemble."""
         # the segmenter scores every candidate digit in one batch: the digits it chooses are
         # among them, so their readings are kept (by image) rather than run a second time
         readings: dict[bytes, Prediction] = {}
@@ -316,7 +338,7 @@ class Recognizer:
                 readings.setdefault(image.tobytes(), p)
             return np.array([p.confidence for p in predictions])
 
-        segments = segment_digits(image, score)
+        segments = segment_ink(ink, scale, score)
         if len(segments) == 1:  # one digit: read as predict() reads it, so the modes agree
             whole = preprocess_or_error(image)
             if not isinstance(whole, DigitrecError):
@@ -329,6 +351,41 @@ class Recognizer:
                 readings.setdefault(image.tobytes(), p)
         return NumberReading(digits=[readings[key] for key in keys],
                              boxes=[s.box for s in segments])
+
+    def _combined(self, segmented: NumberReading, sequence: LineReading, ink: np.ndarray,
+                  scale: tuple[float, float]) -> NumberReading:
+        """One answer from the two readings (see read_number)."""
+        if sequence.text == segmented.best_guess:
+            return replace(segmented, reader="both")
+        if not sequence.digits or len(segmented.digits) == len(sequence.digits) == 1:
+            return segmented  # one digit: the ensemble reads it, as in digit mode
+        doubt = (f"the readers disagree: the segmenter read {segmented.best_guess}, the "
+                 f"sequence reader {sequence.text}")
+        if sequence.confidence <= segmented.confidence:
+            return replace(segmented, doubt=doubt)
+        digits, boxes = self._sequence_digits(sequence, ink, scale)
+        return NumberReading(digits=digits, boxes=boxes, reader="sequence", doubt=doubt)
+
+    def _sequence_digits(self, sequence: LineReading, ink: np.ndarray, scale: tuple[float, float]
+                         ) -> tuple[list[Prediction], list[tuple[int, int, int, int]]]:
+        """The sequence reader's digits as Predictions (what it saw: each digit's stretch of the
+        line, normalised), with their boxes in input pixels."""
+        threshold = self.reader.threshold
+        digits, boxes = [], []
+        for read, (x0, x1) in zip(sequence.digits, sequence.ink_regions(), strict=True):
+            segment = region_segment(ink, x0, x1, scale)
+            sy, sx = scale
+            box = segment.box if segment else (int(x0 * sx), int(sequence.line.y0 * sy),
+                                               int(x1 * sx), int(sequence.line.y1 * sy))
+            unsure = read.confidence < threshold
+            digits.append(Prediction(
+                digit=None if unsure else read.digit, best_guess=read.digit,
+                confidence=read.confidence, probabilities=read.probabilities,
+                models={"sequence": read.probabilities}, abstained=unsure,
+                image28=segment.image28 if segment else np.zeros((28, 28), np.uint8),
+                reason="confidence below the sequence reader's threshold" if unsure else None))
+            boxes.append(box)
+        return digits, boxes
 
 
 def _load_parts(path: str | os.PathLike | None, backend: str | None

@@ -73,3 +73,10 @@ def test_ensemble_probabilities_sum_to_one_and_average_members(tmp_path):
 def test_empty_weights_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="no \\*.safetensors models"):
         load_ensemble(tmp_path)
+
+
+def test_a_damaged_weights_file_is_a_model_error(tmp_path):
+    save_model(create_model("cnn1"), tmp_path, "cnn1", {})
+    (tmp_path / "cnn1.safetensors").write_bytes(b"\xff" * 16)  # a header length of 2^64 - 1
+    with pytest.raises(ModelError, match="cannot load model cnn1"):
+        load_ensemble(tmp_path)

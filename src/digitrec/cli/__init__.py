@@ -168,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(ens, None)
     ens.set_defaults(run="train:train_ensemble")
 
+    reader = sub.add_parser("train-reader", help="train the sequence reader of whole numbers "
+                            "(CTC on synthetic lines composed from MNIST)")
+    reader.add_argument("--steps", type=int, default=6000)
+    reader.add_argument("--batch-size", type=int, default=64)
+    reader.add_argument("--lr", type=float, default=2e-3, help="peak one-cycle learning rate")
+    reader.add_argument("--seed", type=int, default=0)
+    reader.add_argument("--init", metavar="DIR", help="start from the reader in DIR")
+    reader.add_argument("--torch-threads", "--threads", dest="threads", type=int,
+                        help="torch CPU threads")
+    reader.add_argument("--out", default="runs/reader", help="output directory "
+                        "(default: runs/reader)")
+    _add_data_dir(reader)
+    reader.set_defaults(run="train:train_reader")
+
     ev = sub.add_parser("evaluate", help="accuracy of each member and the ensemble on the test "
                         "set, or on your own labelled digits (--folder, --strokes)")
     _add_weights(ev)

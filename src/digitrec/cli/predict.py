@@ -47,6 +47,7 @@ def number_line(file: str, reading, as_json: bool) -> str:
         return json.dumps({"file": file, "number": reading.number,
                            "best_guess": reading.best_guess, "confidence": reading.confidence,
                            "abstained": reading.abstained, "reason": reading.reason,
+                           "reader": reading.reader,
                            "digits": [{"digit": d.digit, "best_guess": d.best_guess,
                                        "confidence": d.confidence,
                                        "probabilities": d.probabilities,

@@ -231,3 +231,20 @@ def _train_plans(args: argparse.Namespace, plans: dict[str, list[Recipe]]) -> in
     finally:
         distributed.teardown()
     return 0
+
+
+def train_reader(args: argparse.Namespace) -> int:
+    """`digitrec train-reader`: the sequence reader, written to --out."""
+    from digitrec.training.reader import ReaderRecipe
+    from digitrec.training.reader import train_reader as run
+    if args.steps < 1 or args.batch_size < 1:
+        raise UsageError("--steps and --batch-size must be at least 1")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    recipe = ReaderRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                          seed=args.seed)
+    result = run(args.out, recipe, data_dir=args.data_dir, init=args.init,
+                 eval_every=min(500, args.steps))
+    print(f"reader: validation lines read exactly {result['val_exact']:.2%} -> {args.out}")
+    return 0

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -45,7 +46,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         model.load_state_dict(state)
     except FileNotFoundError as exc:
         raise ModelError(f"cannot load model {path.stem}: {exc.filename} does not exist") from None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"cannot load model {path.stem} from {path.parent}: {reason}") from None
     return model.eval(), card

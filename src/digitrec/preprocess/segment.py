@@ -406,6 +406,15 @@ def _segment(piece: np.ndarray, y0: int, x0: int, scale: tuple[float, float]) ->
     return Segment(box=box, image28=image28)
 
 
+def region_segment(ink: np.ndarray, x0: int, x1: int, scale: tuple[float, float]
+                   ) -> Segment | None:
+    """The ink in columns [x0, x1) of the map as one digit (None when there is none)."""
+    x0, x1 = max(0, x0), min(ink.shape[1], x1)
+    if x1 <= x0:
+        return None
+    return _segment(np.where(ink[:, x0:x1] > INK_LEVEL / 3, ink[:, x0:x1], 0.0), 0, x0, scale)
+
+
 def _value(option: list[Segment], confidence: dict[int, float]) -> float:
     """Mean log-confidence of a way to cut, less CUT_PENALTY per cut."""
     if not option:
@@ -433,7 +442,15 @@ def _choose(groups: list[list[list[Segment]]], score: Scorer) -> list[list[Segme
 def segment_digits(source: ImageSource, score: Scorer | None = None) -> list[Segment]:
     """Find the digits of a handwritten number, left to right, each as a 28x28 MNIST image."""
     # with `score`, touching digits are cut where the pieces read best
-    ink, (sy, sx) = ink_and_scale(source)
+    ink, scale = ink_and_scale(source)
+    return segment_ink(ink, scale, score)
+
+
+def segment_ink(ink: np.ndarray, scale: tuple[float, float], score: Scorer | None = None
+                ) -> list[Segment]:
+    """`segment_digits` of an ink map (`preprocess.ink_and_scale`: the map, input pixels per
+    map pixel)."""
+    sy, sx = scale
     labels, groups = _components(ink)
     if len(groups) > MAX_MARKS:
         raise NotANumberError(f"the image holds {len(groups):,} separate marks: too many for a "

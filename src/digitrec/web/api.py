@@ -152,7 +152,8 @@ def read_number():
     digits = [{**d.to_json(), "box": box} for d, box in zip(reading.digits, boxes, strict=False)]
     return jsonify(number=reading.number, best_guess=reading.best_guess,
                    confidence=reading.confidence, abstained=reading.abstained,
-                   reason=reading.reason, digits=digits, boxes=boxes, ms=ms)
+                   reason=reading.reason, reader=reading.reader, digits=digits, boxes=boxes,
+                   ms=ms)
 
 
 @api.get("/api/models")

@@ -58,10 +58,16 @@ SCHEMAS: dict[str, Any] = {
             "best_guess": {"type": "string",
                            "description": "The digits' best guesses, also when it abstains."},
             "reason": {"type": ["string", "null"],
-                       "description": "Which digits are unsure and why, else null."},
+                       "description": "Why the number is unsure (the readers disagree, which "
+                       "digits are unsure), else null."},
+            "reader": {"type": "string", "enum": ["segmenter", "both", "sequence"],
+                       "description": "Whose digits these are: the segmenter's (cut, then the "
+                       "ensemble on each), both readers' (they agree), or the sequence "
+                       "reader's (they disagree and it is the surer)."},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1,
                            "description": "Probability that every digit is right."},
-            "abstained": {"type": "boolean", "description": "True if any digit is unsure."},
+            "abstained": {"type": "boolean",
+                          "description": "True if any digit is unsure or the readers disagree."},
             "digits": {"type": "array", "items": {"$ref": "#/components/schemas/DigitReading"}},
             "boxes": {"type": "array", "items": BOX},
             "ms": MS,

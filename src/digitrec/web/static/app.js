@@ -567,8 +567,10 @@
     number.classList.toggle("unsure", r.abstained);
     $("number-confidence").textContent = pct(r.confidence);
     $("number-unsure").hidden = !r.abstained;
-    $("status").textContent = r.abstained
-      ? `Probably ${r.best_guess}, but not sure of every digit.` : `It reads ${r.number}.`;
+    const disagree = (r.reason || "").startsWith("the readers disagree");
+    $("status").textContent = !r.abstained ? `It reads ${r.number}.`
+      : disagree ? `Probably ${r.best_guess}, but the two readers disagree.`
+        : `Probably ${r.best_guess}, but not sure of every digit.`;
     $("number-digits").replaceChildren(...r.digits.map((d) => {
       const li = document.createElement("li");
       li.classList.toggle("unsure", d.abstained);
