@@ -21,6 +21,7 @@ The writers are only measured here, never trained on (../shared/digilets/README.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import sys
@@ -54,6 +55,8 @@ class Reading:
     best_guess: str
     answered: bool
     ms: float
+    variant: str = "combined"  # the reader measured: "combined" or "segmenter" (alone)
+    source: str = ""  # whose digits: NumberReading.reader
 
 
 def layout(sizes: list[tuple[float, float]], spacing: str, rng: np.random.Generator
@@ -148,18 +151,20 @@ def stroke_cases(per_writer: int, rng: np.random.Generator) -> list[tuple[str, l
     return cases
 
 
-def read_all(recognizer: Recognizer, condition: str, items) -> list[Reading]:
-    """Read each (spacing, image, truth) and time it."""
+def read_all(recognizers: dict[str, Recognizer], condition: str, items) -> list[Reading]:
+    """Read each (spacing, image, truth) with each variant, and time it."""
     out = []
     for spacing, image, truth in tqdm(items, desc=condition, file=sys.stderr):
-        start = time.perf_counter()
-        try:
-            reading = recognizer.read_number(image)
-            guess, answered = reading.best_guess, reading.number is not None
-        except Exception as exc:  # a number not found at all counts as read wrong
-            guess, answered = f"<{type(exc).__name__}>", False
-        out.append(Reading(condition, spacing, truth, guess, answered,
-                           (time.perf_counter() - start) * 1e3))
+        for variant, recognizer in recognizers.items():
+            start = time.perf_counter()
+            try:
+                reading = recognizer.read_number(image)
+                guess, answered = reading.best_guess, reading.number is not None
+                source = reading.reader
+            except Exception as exc:  # a number not found at all counts as read wrong
+                guess, answered, source = f"<{type(exc).__name__}>", False, "error"
+            out.append(Reading(condition, spacing, truth, guess, answered,
+                               (time.perf_counter() - start) * 1e3, variant, source))
     return out
 
 
@@ -176,36 +181,48 @@ def summary(readings: list[Reading]) -> dict:
                                            for r in readings])),
             "per_digit": float(np.mean([max(0.0, 1 - edit_distance(r.best_guess, r.truth)
                                             / len(r.truth)) for r in readings])),
-            "ms_p50": float(np.median([r.ms for r in readings]))}
+            "ms_p50": float(np.median([r.ms for r in readings])),
+            "sources": {k: sum(r.source == k for r in readings) / n
+                        for k in ("both", "segmenter", "sequence")}}
 
 
 def report(readings: list[Reading], args: argparse.Namespace) -> str:
     """The results as markdown."""
     lines = ["# Numbers: whole numbers from real writers", "",
              f"- command: `python benchmarks/read_numbers.py --per-writer {args.per_writer} "
-             f"--mnist {args.mnist} --styles {args.styles}`",
+             f"--mnist {args.mnist} --styles {args.styles} --readers {args.readers}`",
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python "
              f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end "
-             "(other work was running: the times are upper bounds); reader: "
-             "`Recognizer.read_number` (segmentation, then the ensemble on each digit; the "
-             "backend the app serves)",
+             "(other work was running: the times are upper bounds); readers: `combined` is "
+             "`Recognizer.read_number` (the segmenter and the sequence reader, as the app "
+             "serves), `segmenter` the same without the sequence reader (cut, then the ensemble "
+             "on each digit); both on the backend the app serves",
              "- numbers: 2-8 digits; DigiLeTs: 77 writers × 3 spacings × "
-             f"{args.per_writer}, all digits of a number from one writer; MNIST: test digits",
-             "", "| condition | spacing | numbers | exact (best guess) | abstains | exact when "
-             "answered | right length | per digit | ms p50 |", "|---|---|---:|---:|---:|---:|"
-             "---:|---:|---:|"]
+             f"{args.per_writer}, all digits of a number from one writer; MNIST: "
+             f"{args.mnist_split} digits",
+             "- whose digits (combined): both readers agree / the segmenter's / the sequence "
+             "reader's (they disagree; the number is then uncertain)",
+             "", "| condition | spacing | reader | numbers | exact (best guess) | abstains | "
+             "exact when answered | right length | per digit | ms p50 | both / seg. / seq. |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     conditions = list(dict.fromkeys(r.condition for r in readings))
+    variants = list(dict.fromkeys(r.variant for r in readings))
     for condition in conditions:
         for spacing in [*GAPS, "all"]:
-            group = [r for r in readings if r.condition == condition
-                     and (spacing == "all" or r.spacing == spacing)]
-            s = summary(group)
-            lines.append(f"| {condition} | {spacing} | {s['n']} | {s['exact']:.1%} | "
-                         f"{s['abstained']:.1%} | {s['exact_answered']:.1%} | "
-                         f"{s['right_length']:.1%} | {s['per_digit']:.1%} | {s['ms_p50']:.0f} |")
-    wrong = [r for r in readings if r.best_guess != r.truth][:15]
-    lines += ["", "Some misreadings (condition, spacing: truth → read):", ""]
+            for variant in variants:
+                group = [r for r in readings if r.condition == condition and r.variant == variant
+                         and (spacing == "all" or r.spacing == spacing)]
+                s = summary(group)
+                shares = ("" if variant != "combined" else
+                          " / ".join(f"{v:.0%}" for v in s["sources"].values()))
+                lines.append(
+                    f"| {condition} | {spacing} | {variant} | {s['n']} | {s['exact']:.1%} | "
+                    f"{s['abstained']:.1%} | {s['exact_answered']:.1%} | "
+                    f"{s['right_length']:.1%} | {s['per_digit']:.1%} | {s['ms_p50']:.0f} | "
+                    f"{shares} |")
+    wrong = [r for r in readings if r.best_guess != r.truth and r.variant == variants[0]][:15]
+    lines += ["", f"Some misreadings ({variants[0]}; condition, spacing: truth → read):", ""]
     lines += [f"- {r.condition}, {r.spacing}: {r.truth} → {r.best_guess}" for r in wrong]
     return "\n".join(lines) + "\n"
 
@@ -216,31 +233,41 @@ def main() -> int:
                         help="numbers per writer and spacing class")
     parser.add_argument("--mnist", type=int, default=231, help="MNIST-test numbers per "
                         "spacing class (0: none; needs $DIGITREC_DATA or ../shared/mnist)")
-    parser.add_argument("--styles", default="canvas,bold,thin")
+    parser.add_argument("--styles", default="canvas,bold,thin",
+                        help="DigiLeTs renderings (empty: none)")
+    parser.add_argument("--mnist-split", choices=("test", "val"), default="test",
+                        help="MNIST digits for the MNIST numbers: test (the report) or val (for "
+                        "choosing how the readers are combined, never the test digits)")
+    parser.add_argument("--readers", default="combined,segmenter",
+                        help="combined (what the app serves) and/or segmenter (alone)")
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     args = parser.parse_args()
-    if not DIGILETS.exists():
+    if args.styles and not DIGILETS.exists():
         sys.exit(f"{DIGILETS} is missing: the DigiLeTs digits sit beside the repository")
-    recognizer = Recognizer.load()
+    combined = Recognizer.load()
+    alone = copy.copy(combined)
+    alone.reader = None
+    recognizers = {name: {"combined": combined, "segmenter": alone}[name]
+                   for name in args.readers.split(",")}
     rng = np.random.default_rng(SEED)
-    cases = stroke_cases(args.per_writer, rng)
+    cases = stroke_cases(args.per_writer, rng) if args.styles else []
     readings = []
-    for style in args.styles.split(","):
+    for style in filter(None, args.styles.split(",")):
         style_rng = np.random.default_rng([SEED, len(style)])
         items = [(spacing, stroke_number(digits, spacing, style, style_rng), truth)
                  for spacing, digits, truth in cases]
-        readings += read_all(recognizer, f"DigiLeTs {style}", items)
+        readings += read_all(recognizers, f"DigiLeTs {style}", items)
     if args.mnist:
         from digitrec.data.mnist import load_mnist
         images, labels = load_mnist(os.environ.get("DIGITREC_DATA") or
-                                    REPO.parent / "shared" / "mnist").split("test")
+                                    REPO.parent / "shared" / "mnist").split(args.mnist_split)
         items = []
         for spacing in GAPS:
             for _ in range(args.mnist):
                 picks = rng.integers(len(images), size=int(rng.choice(LENGTHS)))
                 items.append((spacing, mnist_number([images[k] for k in picks], spacing, rng),
                               "".join(str(int(labels[k])) for k in picks)))
-        readings += read_all(recognizer, "MNIST test", items)
+        readings += read_all(recognizers, f"MNIST {args.mnist_split}", items)
     text = report(readings, args)
     print(text)
     if args.out:

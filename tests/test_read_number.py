@@ -90,3 +90,22 @@ def test_one_digit_is_read_as_in_digit_mode_whatever_the_sequence_reader_says(
     reading = _with_reader(recognizer, _Says("1", 0.99999)).read_number(page)
     assert reading.reader == "segmenter" and reading.doubt is None
     assert reading.best_guess == str(digit.best_guess)
+
+
+def test_sure_readers_that_agree_skip_the_segmenter(recognizer, number, monkeypatch):
+    page, truth = number
+    twin = _with_reader(recognizer, _Says(truth, 0.999))
+    monkeypatch.setattr(twin, "_segmented", lambda *_: pytest.fail("the segmenter ran"))
+    reading = twin.read_number(page)
+    assert reading.reader == "both" and reading.number == truth
+    members = set(recognizer.ensemble.members)
+    assert all(d.models.keys() == members for d in reading.digits)  # the ensemble's readings
+    assert [b[0] for b in reading.boxes] == sorted(b[0] for b in reading.boxes)
+
+
+def test_a_sure_sequence_reader_the_ensemble_contradicts_is_checked_by_the_segmenter(
+        recognizer, number):
+    page, truth = number
+    other = truth[::-1] if truth != truth[::-1] else truth[1:] + truth[0]
+    reading = _with_reader(recognizer, _Says(other, 0.999)).read_number(page)
+    assert reading.abstained and reading.reason.startswith("the readers disagree")

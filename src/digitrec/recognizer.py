@@ -182,6 +182,7 @@ class Recognizer:
                  reader: SequenceReader | None = None):
         self.ensemble = ensemble.eval()  # the reference, as trained
         self.reader = reader  # the sequence reader of whole numbers (read_number), if any
+        self.quick = True  # read_number may skip the segmenter when the two readers agree
         self.cards = cards
         self.threshold = threshold
         self.backend = backend if backend is not None else create_backend(self.ensemble)
@@ -208,6 +209,7 @@ class Recognizer:
         their threshold or their int8 ranges cannot be used; the backend's name otherwise."""
         directory, _, _, name, _ = _load_parts(path, backend)
         read_threshold(directory)
+        SequenceReader.load(directory / "reader")
         return name or "onnx"
 
     @functools.cached_property
@@ -320,10 +322,30 @@ class Recognizer:
         reading is the best guess and the number is uncertain. A line of one digit is read as
         `predict` reads it."""
         ink, scale = ink_and_scale(image)
-        segmented = self._segmented(image, ink, scale)
         if self.reader is None:
-            return segmented
-        return self._combined(segmented, self.reader.read(ink), ink, scale)
+            return self._segmented(image, ink, scale)
+        sequence = self.reader.read(ink)
+        agreed = self._agreed(sequence, ink, scale) if self.quick else None
+        if agreed is not None:
+            return agreed
+        return self._combined(self._segmented(image, ink, scale), sequence, ink, scale)
+
+    def _agreed(self, sequence: LineReading, ink: np.ndarray, scale: tuple[float, float]
+                ) -> NumberReading | None:
+        """The quick way, when it suffices: the sequence reader is sure of every digit of a
+        number of two or more, and the ensemble, reading each digit's stretch of the line,
+        is sure of the same digits. None otherwise (the segmenter then reads the line)."""
+        if len(sequence.digits) < 2 or min(d.confidence for d in sequence.digits) < \
+                self.reader.threshold:
+            return None
+        segments = [region_segment(ink, x0, x1, scale) for x0, x1 in sequence.ink_regions()]
+        if any(s is None for s in segments):
+            return None
+        predictions = self._run(np.stack([s.image28 for s in segments]))
+        if any(p.abstained or p.best_guess != d.digit
+               for p, d in zip(predictions, sequence.digits, strict=True)):
+            return None
+        return NumberReading(digits=predictions, boxes=[s.box for s in segments], reader="both")
 
     def _segmented(self, image: ImageSource, ink: np.ndarray,
                    scale: tuple[float, float]) -> NumberReading:

@@ -161,7 +161,8 @@ def models():
     """The ensemble's members and their model cards."""
     rec = _recognizer()
     return jsonify(members=list(rec.cards), version=rec.version,
-                   threshold=float(rec.threshold), inference=rec.inference, cards=rec.cards)
+                   threshold=float(rec.threshold), inference=rec.inference, cards=rec.cards,
+                   reader=rec.reader.card if rec.reader else None)
 
 
 @api.get("/api/openapi.json")

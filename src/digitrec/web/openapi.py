@@ -89,6 +89,9 @@ SCHEMAS: dict[str, Any] = {
             "cards": {"type": "object", "additionalProperties": {
                 "type": "object", "required": ["name", "architecture"],
                 "description": "The model card: training setup and test metrics."}},
+            "reader": {"type": ["object", "null"], "required": ["name", "architecture"],
+                       "description": "The sequence reader's card (whole numbers), or null "
+                                      "when none is loaded."},
         },
     },
     "Health": {
