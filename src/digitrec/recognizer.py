@@ -198,7 +198,9 @@ class Recognizer:
         "int8" or "torch" (digitrec.inference), default: `default_backend(path)`. `batching`:
         serve concurrent calls from several threads as shared batches (for servers)."""
         directory, ensemble, cards, name, ranges = _load_parts(path, backend)
-        reader = SequenceReader.load(directory / "reader") or SequenceReader.load()
+        engine = "torch" if name == "torch" else "onnx"
+        reader = (SequenceReader.load(directory / "reader", engine)
+                  or SequenceReader.load(engine=engine))
         return cls(ensemble, cards, read_threshold(directory),
                    create_backend(ensemble, name, ranges), batching, reader)
 

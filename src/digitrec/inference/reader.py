@@ -3,16 +3,20 @@ confidence and its columns in the ink map (models.sequence on preprocess.line's 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import math
 import os
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from digitrec.models.sequence import ReadDigit, greedy_decode, load_reader, to_batch
-from digitrec.preprocess.line import LineImage, line_image
+from digitrec.preprocess.line import HEIGHT, LineImage, line_image
 
 DEFAULT_THRESHOLD = 0.9  # per-digit confidence, when the reader's card names none
 
@@ -48,25 +52,64 @@ class LineReading:
 
 
 class SequenceReader:
-    """The bundled (or a given) sequence reader, run by torch on the caller's thread."""
+    """The bundled (or a given) sequence reader: onnxruntime runs its exported graph (cached on
+    disk like the ensemble's; 4-6x faster than torch on one thread), or torch when asked
+    (`engine="torch"`) or when onnxruntime is missing."""
 
-    def __init__(self, model: torch.nn.Module, card: dict) -> None:
+    def __init__(self, model: torch.nn.Module, card: dict, engine: str = "onnx") -> None:
         self.model = model.eval()
         self.card = card
         # a digit it reads less surely than this is uncertain (chosen on validation lines)
         self.threshold = float(card.get("threshold", DEFAULT_THRESHOLD))
+        self.engine = engine
+        self._session = None  # made on first use, in the process that reads (after a fork)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike | None = None) -> SequenceReader | None:
+    def load(cls, directory: str | os.PathLike | None = None,
+             engine: str = "onnx") -> SequenceReader | None:
         """The reader in `directory` (default: the bundled one); None when there is none."""
         loaded = load_reader(directory)
-        return cls(*loaded) if loaded else None
+        return cls(*loaded, engine=engine) if loaded else None
 
-    @torch.inference_mode()
+    def _log_probs(self, x: torch.Tensor) -> np.ndarray:
+        """The model's output for a batch, by onnxruntime when it can."""
+        if self.engine == "onnx" and self._session is None:
+            self._session = _onnx_session(self.model) or False
+        if self._session:
+            return self._session.run(None, {"x": x.numpy()})[0]
+        with torch.inference_mode():
+            return self.model(x).numpy()
+
     def read(self, ink: np.ndarray) -> LineReading:
         """Read the line of digits in an ink map (float (H, W), 1 = ink); NoDigitError when
         it is blank."""
         line = line_image(ink)
         x, frames = to_batch([line.pixels])
-        log_probs = self.model(x)[0, :int(frames[0])].numpy()
+        log_probs = self._log_probs(x)[0, :int(frames[0])]
         return LineReading(digits=greedy_decode(log_probs), line=line)
+
+
+def _onnx_session(model: torch.nn.Module):
+    """An onnxruntime session of the reader's graph (input "x" (N, 1, 32, W), output "y"
+    (N, W / 2, 11)), exported once per weights and cached; None without onnxruntime."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    from digitrec.inference.onnx_backend import _write_atomically, onnx_cache_dir, onnx_session
+    digest = hashlib.sha256(f"torch {torch.__version__}\0".encode())
+    digest.update(Path(__file__).read_bytes())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    path = onnx_cache_dir() / f"reader-{digest.hexdigest()[:24]}.onnx"
+    if not path.exists():
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.eval(), (torch.zeros(1, 1, HEIGHT, 64),), buffer,
+                              input_names=["x"], output_names=["y"], dynamo=False,
+                              dynamic_axes={"x": {0: "n", 3: "w"}, "y": {0: "n", 1: "t"}})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, buffer.getvalue())
+    return onnx_session(path)
