@@ -7,7 +7,8 @@ readers disagree is scored from those readings.
     .venv/bin/python scripts/number_rule.py [--per-spacing 300] [--weights DIR]
 
 A rule says which reading is the best guess when the readers disagree ("surer", or
-"sure-segmenter": the segmenter's when it is sure of every digit, else the surer) and when the
+"sure-segmenter": the segmenter's when it is sure of every digit, else the surer;
+"sure-segmenter-same-length": so, when both read as many digits) and when the
 sequence reader's digits are answered then ("seq>=T": its least sure digit is at least T;
 "never": a disagreement always leaves the number uncertain).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -34,8 +36,8 @@ from digitrec.data.mnist import load_mnist  # noqa: E402
 from digitrec.preprocess import ink_and_scale  # noqa: E402
 from digitrec.recognizer import Recognizer  # noqa: E402
 
-RULES = [(prefer, t) for prefer in ("surer", "sure-segmenter")
-         for t in (None, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)]
+RULES = [(prefer, t) for prefer in ("surer", "sure-segmenter", "sure-segmenter-same-length")
+         for t in (None, 0.9, 0.98, 0.99, 0.995)]
 
 
 def collect(per_spacing: int, weights: str | None, seed: int) -> list[dict]:
@@ -79,7 +81,9 @@ def decide(row: dict, rule: tuple[str, float | None]) -> tuple[str, bool]:
         return row["seg"], row["seg_sure"]
     if not row["seq"] or (len(row["seg"]) == 1 and len(row["seq"]) == 1):
         return row["seg"], row["seg_sure"]
-    if row["seq_conf"] <= row["seg_conf"] or (prefer == "sure-segmenter" and row["seg_sure"]):
+    same_length = len(row["seg"]) == len(row["seq"])
+    if row["seq_conf"] <= row["seg_conf"] or (row["seg_sure"] and (
+            prefer == "sure-segmenter" or (prefer.endswith("same-length") and same_length))):
         return row["seg"], False
     return row["seq"], least is not None and row["seq_min"] >= least
 
@@ -111,9 +115,12 @@ def main() -> int:
     parser.add_argument("--per-spacing", type=int, default=300)
     parser.add_argument("--weights")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--save", help="write the readings here (JSON)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = collect(args.per_spacing, args.weights, args.seed)
+    if args.save:
+        Path(args.save).write_text(json.dumps(rows))
     quick = [r for r in rows if r["quick"] is not None]
     print(f"quick way taken: {len(quick) / len(rows):.1%}, right "
           f"{np.mean([r['quick'] == r['truth'] for r in quick]):.2%}" if quick else "no quick way")

@@ -63,7 +63,7 @@ def test_a_surer_sequence_reader_gives_the_best_guess_but_the_number_is_uncertai
         recognizer, number):
     page, truth = number
     other = "".join(str((int(c) + 1) % 10) for c in truth) + "4"
-    reading = _with_reader(recognizer, _Says(other, 0.99999)).read_number(page)
+    reading = _with_reader(recognizer, _Says(other, 0.98)).read_number(page)
     assert reading.reader == "sequence" and reading.best_guess == other
     assert reading.abstained and reading.number is None
     assert reading.reason.startswith(f"the readers disagree: the segmenter read {truth}")
@@ -109,3 +109,14 @@ def test_a_sure_sequence_reader_the_ensemble_contradicts_is_checked_by_the_segme
     other = truth[::-1] if truth != truth[::-1] else truth[1:] + truth[0]
     reading = _with_reader(recognizer, _Says(other, 0.999)).read_number(page)
     assert reading.abstained and reading.reason.startswith("the readers disagree")
+
+
+def test_a_sequence_reader_sure_of_every_digit_answers_a_number_the_segmenter_cut_otherwise(
+        recognizer, number):
+    page, truth = number
+    longer = truth + "4"  # the segmenter read fewer digits: its cut is in question
+    reading = _with_reader(recognizer, _Says(longer, 0.999)).read_number(page)
+    assert reading.reader == "sequence" and reading.number == longer
+    same_length = truth[::-1] if truth != truth[::-1] else truth[1:] + truth[0]
+    reading = _with_reader(recognizer, _Says(same_length, 0.999)).read_number(page)
+    assert reading.abstained  # a sure segmenter with as many digits is not overruled
