@@ -67,6 +67,7 @@ def test_a_number_is_read_with_one_run_of_the_models(recognizer, mnist):
         return run(images28)
 
     recognizer._run = counted
+    reader, recognizer.reader = recognizer.reader, None  # the segmenter's own path
     try:
         for _ in range(5):
             page = compose_number(list(images[rng.choice(len(images), 6, replace=False)]), rng)
@@ -78,8 +79,15 @@ def test_a_number_is_read_with_one_run_of_the_models(recognizer, mnist):
             assert [d.best_guess for d in again] == [d.best_guess for d in reading.digits]
             assert np.allclose([d.confidence for d in again],
                                [d.confidence for d in reading.digits], atol=1e-6)
+        recognizer.reader = reader  # with the sequence reader: its quick check, then at most
+        for _ in range(5):          # the segmenter's one run
+            page = compose_number(list(images[rng.choice(len(images), 6, replace=False)]), rng)
+            calls.clear()
+            recognizer.read_number(page)
+            assert 1 <= len(calls) <= 2
     finally:
         recognizer._run = run
+        recognizer.reader = reader
 
 
 def test_a_page_of_marks_is_refused_without_running_the_models():
