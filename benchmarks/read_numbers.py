@@ -202,7 +202,7 @@ def report(readings: list[Reading], args: argparse.Namespace) -> str:
              f"{args.per_writer}, all digits of a number from one writer; MNIST: "
              f"{args.mnist_split} digits",
              "- whose digits (combined): both readers agree / the segmenter's / the sequence "
-             "reader's (they disagree; the number is then uncertain)",
+             "reader's (they disagree; uncertain unless it is sure of every digit)",
              "", "| condition | spacing | reader | numbers | exact (best guess) | abstains | "
              "exact when answered | right length | per digit | ms p50 | both / seg. / seq. |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
