@@ -39,6 +39,31 @@ def test_onnxruntime_and_torch_read_alike_and_the_graph_is_cached(tmp_path, monk
     assert len(list((tmp_path / "onnx").glob("reader-*.onnx"))) == 1
 
 
+def test_a_cached_graph_is_reused_and_a_bad_one_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITREC_CACHE", str(tmp_path))
+    torch.manual_seed(4)
+    model = LineReader().eval()
+    ink = _line_ink()
+    want = SequenceReader(model, {}, engine="torch").read(ink)
+    SequenceReader(model, {}, engine="onnx").read(ink)
+    (path,) = (tmp_path / "onnx").glob("reader-*.onnx")
+    good = path.read_bytes()
+    export = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported again"))
+    assert SequenceReader(model, {}, engine="onnx").read(ink).text == want.text
+    monkeypatch.setattr(torch.onnx, "export", export)
+    other = LineReader().eval()  # another model's graph under this model's name
+    SequenceReader(other, {}, engine="onnx").read(ink)
+    other_graph = next(p for p in (tmp_path / "onnx").glob("reader-*.onnx") if p != path)
+    for bad in (b"", good[:len(good) // 2], other_graph.read_bytes()):
+        path.write_bytes(bad)
+        got = SequenceReader(model, {}, engine="onnx").read(ink)
+        assert got.text == want.text
+        np.testing.assert_allclose([d.confidence for d in got.digits],
+                                   [d.confidence for d in want.digits], atol=1e-4)
+        assert path.read_bytes() == good  # rewritten
+
+
 def test_regions_tile_the_line_left_to_right(recognizer):
     if recognizer.reader is None:
         pytest.fail("no bundled sequence reader (src/digitrec/weights/reader)")

@@ -8,7 +8,13 @@ import numpy as np
 
 from digitrec.cli import main
 from digitrec.models.sequence import load_reader
-from digitrec.training.reader import ReaderRecipe, read_lines, train_reader, training_line
+from digitrec.training.reader import (
+    ReaderRecipe,
+    continental,
+    read_lines,
+    train_reader,
+    training_line,
+)
 
 
 def test_a_short_run_learns_and_writes_a_loadable_reader(tmp_path, mnist_dir):
@@ -35,3 +41,32 @@ def test_training_lines_are_seeded(mnist):
 def test_the_command_refuses_a_run_of_no_steps(tmp_path, capsys):
     assert main(["train-reader", "--steps", "0", "--out", str(tmp_path)]) == 2
     assert "--steps" in capsys.readouterr().err
+    assert main(["train-reader", "--styles", "-1", "--out", str(tmp_path)]) == 2
+    assert "--styles" in capsys.readouterr().err
+
+
+def test_continental_redraws_only_1s_7s_and_0s_as_often_as_asked(mnist):
+    images, labels = mnist.split("val")
+    rng = np.random.default_rng(0)
+    never, always = continental(0.0), continental(10.0)
+    for image, label in zip(images[:60], labels[:60], strict=True):
+        assert never(image, int(label), rng) is image
+        styled = always(image, int(label), rng)
+        assert (styled is image) == (int(label) not in (0, 1, 7))
+        if int(label) == 1:  # a flag (and perhaps a base) was drawn: more ink
+            assert styled.astype(int).sum() > image.astype(int).sum()
+
+
+def test_styled_lines_keep_their_labels_and_the_card_records_the_styles(tmp_path, mnist,
+                                                                         mnist_dir):
+    images, labels = mnist.split("val")
+    some = np.flatnonzero(labels <= 1)  # 0s and 1s only: most get redrawn
+    plain = training_line(images[some], labels[some], np.random.default_rng(2))
+    styled = training_line(images[some], labels[some], np.random.default_rng(2), styles=1.0)
+    assert plain[1] == styled[1] and set(plain[1]) <= {"0", "1"}
+    assert not np.array_equal(plain[0], styled[0])
+    recipe = ReaderRecipe(steps=2, batch_size=4, val_lines=4, styles=0.5)
+    train_reader(tmp_path, recipe, data_dir=str(mnist_dir), progress=False, eval_every=2)
+    card = json.loads((tmp_path / "reader.json").read_text())
+    assert card["recipe"]["styles"] == 0.5
+    assert card["styles"]["share"] == 0.5 and card["styles"]["fractions"]["1"] == 0.6

@@ -239,11 +239,13 @@ def train_reader(args: argparse.Namespace) -> int:
     from digitrec.training.reader import train_reader as run
     if args.steps < 1 or args.batch_size < 1:
         raise UsageError("--steps and --batch-size must be at least 1")
+    if not 0 <= args.styles <= 1.5:
+        raise UsageError("--styles must be between 0 and 1.5")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     recipe = ReaderRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          seed=args.seed)
+                          seed=args.seed, styles=args.styles)
     result = run(args.out, recipe, data_dir=args.data_dir, init=args.init,
                  eval_every=min(500, args.steps))
     print(f"reader: validation lines read exactly {result['val_exact']:.2%} -> {args.out}")

@@ -10,6 +10,8 @@ blurred — for reading back through `preprocess.to_ink`, as a scan is. Everythi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
@@ -111,9 +113,11 @@ def on_paper(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.rint(np.clip(grey, 0, 1) * 255).astype(np.uint8)
 
 
-def synth_line(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+def synth_line(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+               restyle: Callable[[np.ndarray, int, np.random.Generator], np.ndarray] | None = None
                ) -> tuple[np.ndarray, str]:
-    """A synthetic line from MNIST `images`/`labels`: (ink map float32 in [0, 1], its digits)."""
+    """A synthetic line from MNIST `images`/`labels`: (ink map float32 in [0, 1], its digits);
+    `restyle(image, label, rng)`, when given, may redraw each digit (same label) first."""
     n = int(rng.choice(LENGTHS, p=LENGTH_WEIGHTS / LENGTH_WEIGHTS.sum()))
     picks = rng.integers(len(images), size=n)
     if n >= 3 and rng.random() < 0.1:  # a run of zeros, often written as one chain
@@ -124,8 +128,8 @@ def synth_line(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
     spacing = rng.choice(list(SPACINGS), p=[v[0] for v in SPACINGS.values()])
     low, high = SPACINGS[spacing][1]
     height = float(rng.uniform(24, 56))
-    digits = [_digit(images[i], height * rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.25))
-              for i in picks]
+    digits = [_digit(restyle(images[i], int(labels[i]), rng) if restyle else images[i],
+                     height * rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.25)) for i in picks]
     marks = []
     if rng.random() < 0.3:
         kind = rng.choice(["dot", "comma", "dash", "currency", "ruled"])

@@ -10,8 +10,9 @@ import hashlib
 import os
 import secrets
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -144,6 +145,25 @@ def write_cache(path: Path, data: bytes) -> None:
         pass
 
 
+def cached_session(path: Path | None, export: Callable[[], bytes],
+                   matches: Callable[[Any], bool], threads: int | None = None
+                   ) -> tuple[Any, bytes, bool]:
+    """(session, graph bytes, whether from the cache) for a graph cached at `path`: the cached
+    graph when it loads and `matches(session)`, else `export()` afresh, stored for next time
+    (no caching when `path` is None)."""
+    cached = read_cache(path) if path else None
+    if cached is not None:
+        with contextlib.suppress(Exception):  # corrupt or stale: export afresh below
+            session = onnx_session(cached, threads)
+            if matches(session):
+                return session, cached, True
+    graph = export()
+    session = onnx_session(graph, threads)
+    if path:
+        write_cache(path, graph)
+    return session, graph, False
+
+
 class OnnxEnsemble:
     """The ensemble as one ONNX graph run by onnxruntime; same interface as FastEnsemble. The
     graph is cached on disk (onnx_cache_dir, keyed by onnx_cache_key) so that loading does not
@@ -163,20 +183,11 @@ class OnnxEnsemble:
                 self.cache_path = onnx_cache_dir() / f"{onnx_cache_key(ensemble)}.onnx"
             except (OSError, RuntimeError):  # no home directory, unreadable source: no cache
                 self.cache_path = None
-        cached = read_cache(self.cache_path) if self.cache_path else None
-        self.from_cache = False
-        if cached is not None:
-            with contextlib.suppress(Exception):  # corrupt or stale: export afresh below
-                self.session = onnx_session(cached, self.threads)
-                self.from_cache = self._matches(ensemble)
-        graph = cached
-        if not self.from_cache:
-            graph = onnx_bytes(ensemble)
-            self.session = onnx_session(graph, self.threads)
-            if not self._matches(ensemble):
-                raise ModelError("the exported ONNX graph does not match the ensemble")
-            if self.cache_path:
-                write_cache(self.cache_path, graph)
+        self.session, graph, self.from_cache = cached_session(
+            self.cache_path, lambda: onnx_bytes(ensemble),
+            lambda session: self._matches(ensemble, session), self.threads)
+        if not self.from_cache and not self._matches(ensemble, self.session):
+            raise ModelError("the exported ONNX graph does not match the ensemble")
         self.graph = graph  # the fp32 graph
         self.running = graph  # the graph the session runs
 
@@ -190,12 +201,12 @@ class OnnxEnsemble:
         twin.session = onnx_session(self.running, threads)
         return twin
 
-    def _matches(self, ensemble: Ensemble) -> bool:
-        """Whether the session computes what the ensemble computes, on a fixed probe batch."""
+    def _matches(self, ensemble: Ensemble, session: Any) -> bool:
+        """Whether `session` computes what the ensemble computes, on a fixed probe batch."""
         probe = torch.randn((2, *INPUT_SHAPE[1:]), generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             expected = ensemble.member_probabilities(probe)
-        got = self.member_probabilities(probe)
+        got = torch.from_numpy(session.run(None, {"x": probe.numpy()})[0])
         return got.shape == expected.shape and bool(torch.allclose(got, expected, atol=1e-4))
 
     def member_probabilities(self, x: torch.Tensor) -> torch.Tensor:

@@ -91,25 +91,37 @@ class SequenceReader:
 
 def _onnx_session(model: torch.nn.Module):
     """An onnxruntime session of the reader's graph (input "x" (N, 1, 32, W), output "y"
-    (N, W / 2, 11)), exported once per weights and cached; None without onnxruntime."""
+    (N, W / 2, 11)), exported once per weights and cached like the ensemble's (a cached graph
+    that does not match the model is exported afresh); None without onnxruntime."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    from digitrec.inference.onnx_backend import _write_atomically, onnx_cache_dir, onnx_session
+    from digitrec.inference.onnx_backend import cached_session, onnx_cache_dir
     digest = hashlib.sha256(f"torch {torch.__version__}\0".encode())
     digest.update(Path(__file__).read_bytes())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
-    path = onnx_cache_dir() / f"reader-{digest.hexdigest()[:24]}.onnx"
-    if not path.exists():
+    try:
+        path = onnx_cache_dir() / f"reader-{digest.hexdigest()[:24]}.onnx"
+    except (OSError, RuntimeError):  # no home directory: no cache
+        path = None
+    probe = torch.rand((1, 1, HEIGHT, 48), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model.eval()(probe).numpy()
+
+    def export() -> bytes:
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model.eval(), (torch.zeros(1, 1, HEIGHT, 64),), buffer,
                               input_names=["x"], output_names=["y"], dynamo=False,
                               dynamic_axes={"x": {0: "n", 3: "w"}, "y": {0: "n", 1: "t"}})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, buffer.getvalue())
-    return onnx_session(path)
+        return buffer.getvalue()
+
+    def matches(session) -> bool:
+        got = session.run(None, {"x": probe.numpy()})[0]
+        return got.shape == expected.shape and bool(np.allclose(got, expected, atol=1e-3))
+
+    return cached_session(path, export, matches)[0]

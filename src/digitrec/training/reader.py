@@ -14,7 +14,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,16 +31,28 @@ from digitrec.models.sequence import LineReader, greedy_decode, save_reader, to_
 from digitrec.preprocess import to_ink
 from digitrec.preprocess.line import line_image
 from digitrec.training.loop import one_cycle
+from digitrec.training.styles import FRACTIONS, SETTINGS, restyle
 
 CHUNK = 8  # batches generated together and sorted by width
 PAPER = 0.45  # share of lines printed on paper and read back as a scan is
 
 
-def training_line(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, str]:
-    """A synthetic line as the reader sees it: (line image pixels, its digits); a share of
-    them printed on paper and read back through `to_ink`, as a scan is."""
-    ink, label = synth_line(images, labels, rng)
+def continental(share: float) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
+    """A restyler for `synth_line`: redraws a 1, 7 or 0 in continental style (training.styles)
+    with probability FRACTIONS[label] x `share`; other digits pass unchanged."""
+    def restyle_some(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
+        if label in FRACTIONS and rng.random() < FRACTIONS[label] * share:
+            return restyle(image, label, rng)
+        return image
+    return restyle_some
+
+
+def training_line(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                  styles: float = 0.0) -> tuple[np.ndarray, str]:
+    """A synthetic line as the reader sees it: (line image pixels, its digits); `styles` > 0
+    redraws some 1s, 7s and 0s in continental style; a share of the lines printed on paper and
+    read back through `to_ink`, as a scan is."""
+    ink, label = synth_line(images, labels, rng, continental(styles) if styles > 0 else None)
     if rng.random() < PAPER:
         with contextlib.suppress(InputError):  # too faint to find: kept as the clean ink
             ink = to_ink(on_paper(ink, rng))
@@ -58,31 +70,34 @@ class ReaderRecipe:
     width: int = 1
     seed: int = 0
     val_lines: int = 1000
+    styles: float = 0.0  # continental 1/7/0 redrawn in FRACTIONS x this share of lines' digits
 
 
-def _lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int
+def _lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int, styles: float = 0.0
            ) -> list[tuple[np.ndarray, str]]:
     """`count` synthetic lines as (line image pixels, digits)."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
-        out.append(training_line(images, labels, rng))
+        out.append(training_line(images, labels, rng, styles))
     return out
 
 
 class _Stream(torch.utils.data.IterableDataset):
     """Endless batches of fresh lines, CHUNK batches at a time sorted by width."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                 styles: float = 0.0):
         super().__init__()
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
+        self.styles = styles
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng(self.seed)
         while True:
             chunk = []
             for _ in range(CHUNK * self.batch_size):
-                chunk.append(training_line(self.images, self.labels, rng))
+                chunk.append(training_line(self.images, self.labels, rng, self.styles))
             chunk.sort(key=lambda item: item[0].shape[1])
             batches = [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
             for k in rng.permutation(len(batches)):
@@ -127,7 +142,7 @@ def train_reader(out: str | Path, recipe: ReaderRecipe = ReaderRecipe(),
     mnist = load_mnist(data_dir)
     train_x, train_y = mnist.split("train")
     val_x, val_y = mnist.split("val")
-    val = _lines(val_x, val_y, recipe.val_lines, seed=10_000 + recipe.seed)
+    val = _lines(val_x, val_y, recipe.val_lines, seed=10_000 + recipe.seed, styles=recipe.styles)
     model = LineReader(width=recipe.width)
     if init:
         from digitrec.models.sequence import load_reader
@@ -139,7 +154,7 @@ def train_reader(out: str | Path, recipe: ReaderRecipe = ReaderRecipe(),
     schedule = one_cycle(optimizer, recipe.lr, recipe.steps)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     loader = torch.utils.data.DataLoader(
-        _Stream(train_x, train_y, recipe.batch_size, recipe.seed), batch_size=None,
+        _Stream(train_x, train_y, recipe.batch_size, recipe.seed, recipe.styles), batch_size=None,
         num_workers=1, prefetch_factor=4, persistent_workers=False)
     history, losses, started = [], [], time.time()
     bar = tqdm(total=recipe.steps, desc="reader", disable=not progress, file=sys.stderr)
@@ -174,6 +189,8 @@ def _card(recipe: ReaderRecipe, history: list[dict], data_dir: str | None,
             "recipe": asdict(recipe), "init": str(init) if init else None,
             "training_data": "synthetic lines composed from MNIST's training split "
                              "(data.lines.synth_line); validation lines from its validation split",
+            **({"styles": {"module": "digitrec.training.styles", "share": recipe.styles,
+                           **SETTINGS}} if recipe.styles else {}),
             "mnist_files": file_checksums(data_dir), "history": history,
             "val_exact": history[-1]["val_exact"] if history else None,
             "digitrec": __version__, "torch": torch.__version__,
