@@ -186,6 +186,29 @@ def summary(readings: list[Reading]) -> dict:
                         for k in ("both", "segmenter", "sequence")}}
 
 
+def regressions(readings: list[Reading]) -> list[str]:
+    """The numbers the segmenter alone read right and the combined reader does not, per
+    condition: how many, how many of those it answers (wrongly), and the first few."""
+    seg = {(r.condition, r.spacing, r.truth, k): r for k, r in
+           enumerate(r for r in readings if r.variant == "segmenter")}
+    both = {(r.condition, r.spacing, r.truth, k): r for k, r in
+            enumerate(r for r in readings if r.variant == "combined")}
+    lost = [(seg[key], both[key]) for key in seg
+            if key in both and seg[key].best_guess == seg[key].truth
+            and both[key].best_guess != both[key].truth]
+    out = ["Read right by the segmenter alone, not by the combined reader (condition: numbers, "
+           "of them answered wrong):", ""]
+    for condition in dict.fromkeys(r.condition for r in readings):
+        group = [(s, c) for s, c in lost if s.condition == condition]
+        right = sum(r.best_guess == r.truth for r in seg.values() if r.condition == condition)
+        out.append(f"- {condition}: {len(group)} of the {right} it read right, "
+                   f"{sum(c.answered for _, c in group)} answered wrong"
+                   + ("" if not group else ": " + ", ".join(
+                       f"{c.truth} → {c.best_guess} ({c.spacing}, {c.source}"
+                       f"{', answered' if c.answered else ''})" for _, c in group[:6])))
+    return out
+
+
 def report(readings: list[Reading], args: argparse.Namespace) -> str:
     """The results as markdown."""
     lines = ["# Numbers: whole numbers from real writers", "",
@@ -202,7 +225,8 @@ def report(readings: list[Reading], args: argparse.Namespace) -> str:
              f"{args.per_writer}, all digits of a number from one writer; MNIST: "
              f"{args.mnist_split} digits",
              "- whose digits (combined): both readers agree / the segmenter's / the sequence "
-             "reader's (they disagree; uncertain unless it is sure of every digit)",
+             "reader's (they disagree, and it is the surer; uncertain unless it is sure of "
+             "every digit and the segmenter is not sure of as many digits)",
              "", "| condition | spacing | reader | numbers | exact (best guess) | abstains | "
              "exact when answered | right length | per digit | ms p50 | both / seg. / seq. |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -221,6 +245,8 @@ def report(readings: list[Reading], args: argparse.Namespace) -> str:
                     f"{s['abstained']:.1%} | {s['exact_answered']:.1%} | "
                     f"{s['right_length']:.1%} | {s['per_digit']:.1%} | {s['ms_p50']:.0f} | "
                     f"{shares} |")
+    if {"combined", "segmenter"} <= set(variants):
+        lines += ["", *regressions(readings)]
     wrong = [r for r in readings if r.best_guess != r.truth and r.variant == variants[0]][:15]
     lines += ["", f"Some misreadings ({variants[0]}; condition, spacing: truth → read):", ""]
     lines += [f"- {r.condition}, {r.spacing}: {r.truth} → {r.best_guess}" for r in wrong]

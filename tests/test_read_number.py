@@ -12,6 +12,7 @@ import pytest
 from digitrec.data.synth import compose_number
 from digitrec.inference.reader import LineReading
 from digitrec.models.sequence import ReadDigit
+from digitrec.preprocess.ink import ink_and_scale
 from digitrec.preprocess.line import line_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -118,5 +119,18 @@ def test_a_sequence_reader_sure_of_every_digit_answers_a_number_the_segmenter_cu
     reading = _with_reader(recognizer, _Says(longer, 0.999)).read_number(page)
     assert reading.reader == "sequence" and reading.number == longer
     same_length = truth[::-1] if truth != truth[::-1] else truth[1:] + truth[0]
-    reading = _with_reader(recognizer, _Says(same_length, 0.999)).read_number(page)
-    assert reading.abstained  # a sure segmenter with as many digits is not overruled
+    twin = _with_reader(recognizer, _Says(same_length, 0.999))
+    twin.quick = False  # past the ensemble's check of the quick way
+    segmented = twin._segmented(page, *ink_and_scale(page))
+    assert not segmented.abstained and segmented.confidence < 0.999 ** len(truth)
+    reading = twin.read_number(page)  # the surer reading is the best guess ...
+    assert reading.reader == "sequence" and reading.best_guess == same_length
+    assert reading.abstained  # ... but a sure segmenter of as many digits leaves it uncertain
+
+
+def test_a_disagreeing_sequence_reader_that_is_not_the_surer_leaves_the_segmenters_guess(
+        recognizer, number):
+    page, truth = number
+    other = truth[::-1] if truth != truth[::-1] else truth[1:] + truth[0]
+    reading = _with_reader(recognizer, _Says(other, 0.5)).read_number(page)
+    assert reading.abstained and reading.best_guess == truth and reading.reader == "segmenter"

@@ -31,9 +31,9 @@ from digitrec.preprocess.segment import region_segment, segment_ink
 
 DEFAULT_THRESHOLD = 0.80  # used when the weights carry no calibration.json
 THRESHOLD_FILE = "calibration.json"  # the abstention threshold, beside the weights
-# When the readers disagree, the sequence reader's digits are the answer only if it is surer,
-# the segmenter is not sure of as many digits, and every digit is at least this sure; else the
-# number is uncertain (chosen on MNIST validation numbers: scripts/number_rule.py)
+# When the readers disagree, the surer reading is the best guess; the sequence reader's digits are
+# the answer only if every digit is at least this sure and the segmenter is not sure of as many
+# digits; else the number is uncertain (chosen on MNIST validation numbers: scripts/number_rule.py)
 SEQUENCE_ANSWERS = 0.99
 
 
@@ -325,9 +325,9 @@ class Recognizer:
         (cut the line, then the ensemble on each digit; the models' confidence decides where
         touching digits are cut) and the sequence reader (the whole line at once, no cuts),
         when one is loaded. When they agree, that is the number; when they disagree, the surer
-        reading is the best guess and the number is uncertain, unless the sequence reader is
-        sure of every digit and the segmenter is not (SEQUENCE_ANSWERS). A line of one digit is
-        read as `predict` reads it."""
+        reading is the best guess and the number is uncertain, unless that is the sequence
+        reader's, it is sure of every digit (SEQUENCE_ANSWERS) and the segmenter is not sure of
+        as many digits. A line of one digit is read as `predict` reads it."""
         ink, scale = ink_and_scale(image)
         if self.reader is None:
             return self._segmented(image, ink, scale)
@@ -390,13 +390,13 @@ class Recognizer:
             return segmented  # one digit: the ensemble reads it, as in digit mode
         doubt = (f"the readers disagree: the segmenter read {segmented.best_guess}, the "
                  f"sequence reader {sequence.text}")
-        sure_cut = not segmented.abstained and len(segmented.digits) == len(sequence.digits)
-        if sequence.confidence <= segmented.confidence or sure_cut:
+        if sequence.confidence <= segmented.confidence:
             return replace(segmented, doubt=doubt)
         digits, boxes = self._sequence_digits(sequence, ink, scale)
-        least = min(d.confidence for d in sequence.digits)
+        sure = min(d.confidence for d in sequence.digits) >= SEQUENCE_ANSWERS
+        sure_cut = not segmented.abstained and len(segmented.digits) == len(sequence.digits)
         return NumberReading(digits=digits, boxes=boxes, reader="sequence",
-                             doubt=None if least >= SEQUENCE_ANSWERS else doubt)
+                             doubt=None if sure and not sure_cut else doubt)
 
     def _sequence_digits(self, sequence: LineReading, ink: np.ndarray, scale: tuple[float, float]
                          ) -> tuple[list[Prediction], list[tuple[int, int, int, int]]]:
