@@ -13,7 +13,7 @@ from pathlib import Path
 
 from digitrec.data.mnist import load_mnist
 from digitrec.models.sequence import load_reader
-from digitrec.training.reader import _lines, exact_match
+from digitrec.training.reader import exact_match, synthetic_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def main() -> int:
     args = parser.parse_args()
     images, labels = load_mnist(os.environ.get("DIGITREC_DATA")
                                 or REPO.parent / "shared" / "mnist").split("val")
-    sets = {share: _lines(images, labels, args.lines, args.seed, styles=share)
+    sets = {share: synthetic_lines(images, labels, args.lines, args.seed, styles=share)
             for share in (0.0, 1.0)}
     print("| reader | plain lines | continental 1/7/0 (--styles 1.0) |\n|---|---:|---:|")
     for directory in args.readers:

@@ -73,8 +73,8 @@ class ReaderRecipe:
     styles: float = 0.0  # continental 1/7/0 redrawn in FRACTIONS x this share of lines' digits
 
 
-def _lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int, styles: float = 0.0
-           ) -> list[tuple[np.ndarray, str]]:
+def synthetic_lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
+                    styles: float = 0.0) -> list[tuple[np.ndarray, str]]:
     """`count` synthetic lines as (line image pixels, digits)."""
     rng = np.random.default_rng(seed)
     out = []
@@ -142,7 +142,8 @@ def train_reader(out: str | Path, recipe: ReaderRecipe = ReaderRecipe(),
     mnist = load_mnist(data_dir)
     train_x, train_y = mnist.split("train")
     val_x, val_y = mnist.split("val")
-    val = _lines(val_x, val_y, recipe.val_lines, seed=10_000 + recipe.seed, styles=recipe.styles)
+    val = synthetic_lines(val_x, val_y, recipe.val_lines, seed=10_000 + recipe.seed,
+                          styles=recipe.styles)
     model = LineReader(width=recipe.width)
     if init:
         from digitrec.models.sequence import load_reader
