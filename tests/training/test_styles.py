@@ -1,5 +1,5 @@
-"""Continental-style transforms (training/styles.py): a 1 gets a flag (and sometimes a base), a 7
-a crossbar, a 0 a slash; shape, dtype and labels kept, seeded, other digits untouched; and the
+"""Continental-style transforms (training/styles.py): a 1 gets a flag (a long shallow one only
+when it stands upright; sometimes a base), a 7 a crossbar, a 0 a slash, a 9 a hooked tail; shape, dtype and labels kept, seeded, other digits untouched; and the
 STYLE_FINE_TUNE recipe behind `train-ensemble --from`."""
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def _draw(lines, width=3):
 ONE = _draw([(14, 4, 14, 24)])  # a plain American 1: a vertical stem
 SEVEN = _draw([(7, 5, 20, 5), (20, 5, 12, 24)])  # top bar, then the stem down-left
 ZERO = _draw([(9, 5, 19, 5), (19, 5, 19, 23), (19, 23, 9, 23), (9, 23, 9, 5)])
+SLANTED_ONE = _draw([(18, 4, 10, 24)])  # leaning right at the top, like a 7's stem
+NINE = _draw([(10, 5, 17, 5), (17, 5, 17, 12), (17, 12, 10, 12), (10, 12, 10, 5),
+              (17, 12, 17, 22)])  # a square loop and a straight stem
 
 
 def _added(out, original):
@@ -60,6 +63,36 @@ def test_a_one_gets_a_flag_up_left_of_its_top():
     assert abs(_com(out)[1] - _com(ONE)[1]) <= 1.0  # recentred like MNIST
 
 
+def _flag_steepness(out, original):
+    """Height over width of the ink a restyle added (1 for a 45° stroke, small when shallow)."""
+    added, _ = _added(out, original)
+    rows, cols = np.flatnonzero(added.sum(axis=1) > 100), np.flatnonzero(added.sum(axis=0) > 100)
+    return (rows.max() - rows.min() + 1) / (cols.max() - cols.min() + 1)
+
+
+def test_only_an_upright_one_gets_the_long_shallow_flag():
+    assert abs(styles.slant(ONE)) < 0.05 and styles.slant(SLANTED_ONE) > 0.3
+    upright = [_flag_steepness(styles.restyle(ONE, 1, np.random.default_rng(s)), ONE)
+               for s in range(30)]
+    slanted = [_flag_steepness(styles.restyle(SLANTED_ONE, 1, np.random.default_rng(s)),
+                               SLANTED_ONE) for s in range(30)]
+    assert sum(r < 0.55 for r in upright) >= 5  # long and shallow, like a European 1's
+    assert sum(r > 0.75 for r in upright) >= 5  # short and steep
+    assert min(slanted) > 0.55  # a slanted stem with a shallow flag would be a 7
+
+
+def test_a_nine_gets_a_tail_hooked_left_under_its_foot_and_stays_in_the_box():
+    for seed in range(5):
+        out = styles.restyle(NINE, 9, np.random.default_rng(seed))
+        rows = np.flatnonzero(out.max(axis=1) >= 64)
+        cols = np.flatnonzero(out.max(axis=0) >= 64)
+        assert rows[-1] - rows[0] + 1 <= styles.BOX and cols[-1] - cols[0] + 1 <= styles.BOX
+        foot = rows[-1] - 2  # the hook's lowest rows: ink left of the stem's column
+        stem = int(np.argmax(out[rows[0] + 12]))  # the stem below the loop
+        assert out[foot:rows[-1] + 1, :stem - 1].sum() > 255 * 2
+        assert out.sum() > NINE.sum() * 0.9  # a tail added, the digit shrunk a little at most
+
+
 def test_a_seven_gets_a_crossbar_across_its_stem():
     out = styles.restyle(SEVEN, 7, np.random.default_rng(1))
     added, (dy, _) = _added(out, SEVEN)
@@ -74,7 +107,7 @@ def test_a_zero_gets_a_slash_and_other_digits_are_left_alone():
     assert out.sum() > ZERO.sum() + 255 * 5
     assert out[14, 14] > 100  # the middle of the 0 now has ink
     rng = np.random.default_rng(3)
-    for label in (2, 3, 4, 5, 6, 8, 9):
+    for label in (2, 3, 4, 5, 6, 8):
         assert np.array_equal(styles.restyle(ZERO, label, rng), ZERO)
     blank = np.zeros((28, 28), np.uint8)
     assert np.array_equal(styles.restyle(blank, 1, rng), blank)
@@ -82,16 +115,16 @@ def test_a_zero_gets_a_slash_and_other_digits_are_left_alone():
 
 def test_styled_copies_are_seeded_and_keep_labels():
     rng = np.random.default_rng(0)
-    labels = np.array([1] * 10 + [7] * 10 + [0] * 8 + [3] * 6)
+    labels = np.array([1] * 10 + [7] * 10 + [0] * 8 + [3] * 6 + [9] * 10)
     shifts = rng.integers(-1, 2, size=len(labels))
-    images = np.stack([np.roll({1: ONE, 7: SEVEN, 0: ZERO}.get(int(y), ZERO), shift, axis=1)
+    images = np.stack([np.roll({1: ONE, 7: SEVEN, 0: ZERO, 9: NINE}.get(int(y), ZERO), shift, axis=1)
                        for y, shift in zip(labels, shifts, strict=True)])
     x1, y1 = styles.styled_copies(images, labels, seed=5)
     x2, y2 = styles.styled_copies(images, labels, seed=5)
     x3, _ = styles.styled_copies(images, labels, seed=6)
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2) and not np.array_equal(x1, x3)
     assert x1.dtype == np.uint8 and x1.shape[1:] == (28, 28)
-    assert np.bincount(y1, minlength=10).tolist()[:8] == [2, 6, 0, 0, 0, 0, 0, 4]
+    assert np.bincount(y1, minlength=10).tolist() == [2, 6, 0, 0, 0, 0, 0, 4, 0, 3]
     assert len(styles.styled_copies(images, labels, seed=5, scale=0.5)[0]) < len(x1)
 
 

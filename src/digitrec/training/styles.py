@@ -2,15 +2,19 @@
 MNIST's (American) writers never did, drawn onto MNIST training images so that the models learn
 them without any data of those writers.
 
-    1  a flag: a straight up-stroke from the top of the 1, drawn down-left, steep and short
-       (30-60° below horizontal, 25-55% of the height; a 7's top bar is long and near
-       horizontal, so the two stay apart), and sometimes a base (a short horizontal foot)
+    1  a flag: a straight up-stroke from the top of the 1, drawn down-left, either steep and
+       short (30-60° below horizontal, 25-55% of the height) or, on an upright 1, long and
+       shallow (12-30°, 45-80%), as many Europeans write it; an American 7 differs from that
+       only by its slanted stem and level bar, and continental writers cross their 7s; and
+       sometimes a base (a short horizontal foot)
     7  a crossbar through the middle of the stem
     0  a slash from top right to bottom left
+    9  a curled tail: the stem's foot hooks round to the left, like a J
 
 Each new stroke is as wide as the digit's own (estimated from its ink area and outline), drawn
 at 4x with PIL and box-downsampled for anti-aliasing like MNIST's strokes, and the result is
-recentred by its centre of mass as MNIST's digits are. Labels never change: a styled 1 is a 1.
+recentred by its centre of mass as MNIST's digits are (one that outgrows MNIST's 20x20 box is
+first shrunk back into it). Labels never change: a styled 1 is a 1.
 `styled_copies` draws a seeded set of extra styled copies of the training images, which
 `loop.train` appends when a recipe's `styles` is > 0. Numpy and PIL only (no torch)."""
 
@@ -24,18 +28,25 @@ from PIL import Image, ImageDraw
 SCALE = 4  # drawn at 4x, then box-downsampled
 PAD = 6  # room around the 28x28 image while drawing and recentring
 # Fraction of each label's training images that get a styled copy (times the recipe's `styles`)
-FRACTIONS = {1: 0.6, 7: 0.4, 0: 0.25}
+FRACTIONS = {1: 0.6, 7: 0.4, 0: 0.25, 9: 0.3}
+BOX = 20  # MNIST fits each digit into a 20x20 box
 # The ranges every variant is drawn from (recorded on the model cards)
 SETTINGS = {
     "fractions": {str(k): v for k, v in FRACTIONS.items()},
     "one_flag_angle_deg": (30.0, 60.0),  # below horizontal, down-left from the top
     "one_flag_length": (0.25, 0.55),  # of the digit's height
+    "one_long_flag_probability": 0.5,  # of the upright 1s: the long, shallow flag instead
+    "one_long_flag_angle_deg": (12.0, 30.0),
+    "one_long_flag_length": (0.45, 0.8),
+    "one_upright_max_slant": 0.2,  # |dx/dy| of the ink's axis for a 1 to count as upright
     "one_base_probability": 0.3,
     "one_base_half_length": (0.15, 0.3),  # of the height, each side of the foot
     "seven_bar_height": (0.45, 0.62),  # where the crossbar crosses the stem, from the top
     "seven_bar_half_length": (0.16, 0.3),  # of the height
     "seven_bar_tilt_deg": (-8.0, 8.0),
     "zero_slash_overshoot": (-0.05, 0.12),  # past the ink's box, of the height
+    "nine_tail_radius": (0.1, 0.22),  # of the height; the hook reaches this far below the foot
+    "nine_tail_sweep_deg": (120.0, 200.0),  # round from the foot: 90 is its lowest point
     "stroke_width": "2 x ink area / outline length (x1.1), 1.5-5 px",
 }
 
@@ -85,6 +96,21 @@ def _ink_x(image: np.ndarray, rows: slice) -> float | None:
     return float((weights * np.arange(image.shape[1])).sum() / weights.sum())
 
 
+def slant(image: np.ndarray) -> float:
+    """How far the ink's main axis leans from vertical: dx/dy of the intensity-weighted
+    least-squares line x(y) (0 for an upright stroke, positive leaning right at the top)."""
+    ink = image.astype(np.float64)
+    total = ink.sum()
+    if total <= 0:
+        return 0.0
+    ys, xs = np.indices(image.shape)
+    my, mx = (ink * ys).sum() / total, (ink * xs).sum() / total
+    vy = (ink * (ys - my) ** 2).sum()
+    if vy <= 0:
+        return 0.0
+    return float(-(ink * (ys - my) * (xs - mx)).sum() / vy)
+
+
 def _lines_one(img: np.ndarray, top: int, bottom: int, width: float,
                rng: np.random.Generator) -> list:
     height = bottom - top + 1
@@ -92,8 +118,13 @@ def _lines_one(img: np.ndarray, top: int, bottom: int, width: float,
     if x0 is None:
         return []
     y0 = top + width / 2
-    angle = math.radians(rng.uniform(*SETTINGS["one_flag_angle_deg"]))
-    length = rng.uniform(*SETTINGS["one_flag_length"]) * height
+    long_flag = rng.random() < SETTINGS["one_long_flag_probability"]
+    if long_flag and abs(slant(img)) <= SETTINGS["one_upright_max_slant"]:
+        angle = math.radians(rng.uniform(*SETTINGS["one_long_flag_angle_deg"]))
+        length = rng.uniform(*SETTINGS["one_long_flag_length"]) * height
+    else:
+        angle = math.radians(rng.uniform(*SETTINGS["one_flag_angle_deg"]))
+        length = rng.uniform(*SETTINGS["one_flag_length"]) * height
     lines = [(x0, y0, x0 - length * math.cos(angle), y0 + length * math.sin(angle))]
     if rng.random() < SETTINGS["one_base_probability"]:
         xb = _ink_x(img, slice(bottom - 1, bottom + 1))
@@ -131,7 +162,48 @@ def _lines_zero(img: np.ndarray, top: int, bottom: int, width: float,
     return [(right + a * 0.7, top - a, left - b * 0.7, bottom + b)]
 
 
-DRAWERS = {1: _lines_one, 7: _lines_seven, 0: _lines_zero}
+def _lines_nine(img: np.ndarray, top: int, bottom: int, width: float,
+                rng: np.random.Generator) -> list:
+    height = bottom - top + 1
+    xb = _ink_x(img, slice(bottom - 1, bottom + 1))
+    if xb is None:
+        return []
+    radius = rng.uniform(*SETTINGS["nine_tail_radius"]) * height
+    sweep = math.radians(rng.uniform(*SETTINGS["nine_tail_sweep_deg"]))
+    # an arc round a centre left of the foot: from the foot (angle 0) down, then left and up
+    cx, cy = xb - radius, bottom - width / 2
+    steps = max(4, int(sweep / math.radians(15)))
+    turns = [sweep * i / steps for i in range(steps + 1)]
+    points = [(cx + radius * math.cos(t), cy + radius * math.sin(t)) for t in turns]
+    return [(*a, *b) for a, b in zip(points[:-1], points[1:], strict=True)]
+
+
+DRAWERS = {1: _lines_one, 7: _lines_seven, 0: _lines_zero, 9: _lines_nine}
+
+
+def _extent(image: np.ndarray) -> int:
+    """The longer side of the box round the ink, in pixels (0 for a blank image)."""
+    rows, cols = np.flatnonzero(image.max(axis=1) > 0), np.flatnonzero(image.max(axis=0) > 0)
+    return max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) if len(rows) else 0
+
+
+def _fit_box(canvas: np.ndarray, limit: int) -> np.ndarray:
+    """`canvas` with its ink shrunk about its centre to `limit` pixels on its longer side when it
+    is larger (as MNIST sizes its digits into 20x20); unchanged otherwise."""
+    extent = _extent(canvas)
+    if extent <= limit:
+        return canvas
+    rows = np.flatnonzero(canvas.max(axis=1) > 0)
+    cols = np.flatnonzero(canvas.max(axis=0) > 0)
+    crop = Image.fromarray(canvas[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+    scale = limit / extent
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
+                       Image.LANCZOS)
+    out = np.zeros_like(canvas)
+    y = (rows[0] + rows[-1] + 1 - crop.height) // 2
+    x = (cols[0] + cols[-1] + 1 - crop.width) // 2
+    out[y:y + crop.height, x:x + crop.width] = np.asarray(crop)
+    return out
 
 
 def restyle(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
@@ -151,7 +223,8 @@ def restyle(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarr
     shifted = [(x0 + PAD, y0 + PAD, x1 + PAD, y1 + PAD) for x0, y0, x1, y1 in lines]
     canvas = np.zeros((size, size), dtype=np.uint8)
     canvas[PAD:PAD + image.shape[0], PAD:PAD + image.shape[1]] = image
-    canvas = np.maximum(canvas, _strokes(shifted, width, size))
+    limit = max(BOX, _extent(image))  # no smaller than it came
+    canvas = _fit_box(np.maximum(canvas, _strokes(shifted, width, size)), limit)
     # recentre: the new centre of mass where the old one was, as MNIST centres its digits
     (cy, cx), (oy, ox) = _centre_of_mass(canvas), _centre_of_mass(image)
     dy = int(np.clip(round(cy - PAD - oy), -PAD, PAD))
