@@ -1,5 +1,6 @@
 """Continental-style transforms (training/styles.py): a 1 gets a flag (a long shallow one only
-when it stands upright; sometimes a base), a 7 a crossbar, a 0 a slash, a 9 a hooked tail; shape, dtype and labels kept, seeded, other digits untouched; and the
+when it stands upright; sometimes a base), a 7 a crossbar, a 0 a slash, a 9 a hooked tail;
+shape, dtype and labels kept, seeded, other digits untouched; and the
 STYLE_FINE_TUNE recipe behind `train-ensemble --from`."""
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def test_styled_copies_are_seeded_and_keep_labels():
     rng = np.random.default_rng(0)
     labels = np.array([1] * 10 + [7] * 10 + [0] * 8 + [3] * 6 + [9] * 10)
     shifts = rng.integers(-1, 2, size=len(labels))
-    images = np.stack([np.roll({1: ONE, 7: SEVEN, 0: ZERO, 9: NINE}.get(int(y), ZERO), shift, axis=1)
+    drawn = {1: ONE, 7: SEVEN, 0: ZERO, 9: NINE}
+    images = np.stack([np.roll(drawn.get(int(y), ZERO), shift, axis=1)
                        for y, shift in zip(labels, shifts, strict=True)])
     x1, y1 = styles.styled_copies(images, labels, seed=5)
     x2, y2 = styles.styled_copies(images, labels, seed=5)

@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     reader.add_argument("--seed", type=int, default=0)
     reader.add_argument("--styles", type=float, default=0.0, metavar="SHARE",
                         help="redraw this share (times each digit's fraction) of the lines' "
-                        "1s, 7s and 0s in continental style (default 0)")
+                        "1s, 7s, 0s and 9s in continental style (default 0)")
     reader.add_argument("--init", metavar="DIR", help="start from the reader in DIR")
     reader.add_argument("--torch-threads", "--threads", dest="threads", type=int,
                         help="torch CPU threads")

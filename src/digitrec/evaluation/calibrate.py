@@ -11,15 +11,15 @@ import numpy as np
 from tqdm import tqdm
 
 SHIFTED_NOTE = ("MNIST validation (last 5,000 training images) three ways: as they are; every 1, "
-                "7 and 0 restyled as continental writers write them (flag, crossbar, slash; "
-                "training.styles); each drawn again with a random fat, fine or tiny pen and read "
-                "back through preprocess (data.synth.pen_and_size)")
+                "7, 0 and 9 restyled as continental writers write them (flag, crossbar, slash, "
+                "tail; training.styles); each drawn again with a random fat, fine or tiny pen and "
+                "read back through preprocess (data.synth.pen_and_size)")
 
 
 def shifted_validation(images: np.ndarray, labels: np.ndarray, seed: int = 0,
                        progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Held-out 28x28 digits shifted the ways real writers shift them (SHIFTED_NOTE), seeded:
-    the originals, restyled 1s, 7s and 0s, and a pen-and-size rendering of each preprocessed
+    the originals, restyled 1s, 7s, 0s and 9s, and a pen-and-size rendering of each preprocessed
     (a rendering left with no ink is dropped)."""
     from digitrec.data.synth import pen_and_size
     from digitrec.errors import InputError

@@ -50,7 +50,7 @@ def continental(share: float) -> Callable[[np.ndarray, int, np.random.Generator]
 def training_line(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
                   styles: float = 0.0) -> tuple[np.ndarray, str]:
     """A synthetic line as the reader sees it: (line image pixels, its digits); `styles` > 0
-    redraws some 1s, 7s and 0s in continental style; a share of the lines printed on paper and
+    redraws some 1s, 7s, 0s and 9s in continental style; a share of the lines printed on paper and
     read back through `to_ink`, as a scan is."""
     ink, label = synth_line(images, labels, rng, continental(styles) if styles > 0 else None)
     if rng.random() < PAPER:
@@ -70,7 +70,7 @@ class ReaderRecipe:
     width: int = 1
     seed: int = 0
     val_lines: int = 1000
-    styles: float = 0.0  # continental 1/7/0 redrawn in FRACTIONS x this share of lines' digits
+    styles: float = 0.0  # continental 1/7/0/9 redrawn in FRACTIONS x this share of lines' digits
 
 
 def synthetic_lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
