@@ -64,6 +64,26 @@ def test_a_cached_graph_is_reused_and_a_bad_one_rebuilt(tmp_path, monkeypatch):
         assert path.read_bytes() == good  # rewritten
 
 
+def test_a_fresh_graph_that_misreads_is_not_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITREC_CACHE", str(tmp_path))
+    torch.manual_seed(5)
+    model, other = LineReader().eval(), LineReader().eval()
+    ink = _line_ink()
+    want = SequenceReader(model, {}, engine="torch").read(ink)
+    export = torch.onnx.export
+
+    def export_another(_model, *args, **kwargs):  # a broken exporter: another model's graph
+        return export(other, *args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export_another)
+    reader = SequenceReader(model, {}, engine="onnx")
+    got = reader.read(ink)
+    assert reader._session is False  # the graph was refused: the model runs in torch
+    assert got.text == want.text
+    np.testing.assert_allclose([d.confidence for d in got.digits],
+                               [d.confidence for d in want.digits], atol=1e-6)
+
+
 def test_regions_tile_the_line_left_to_right(recognizer):
     if recognizer.reader is None:
         pytest.fail("no bundled sequence reader (src/digitrec/weights/reader)")

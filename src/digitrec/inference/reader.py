@@ -92,7 +92,8 @@ class SequenceReader:
 def _onnx_session(model: torch.nn.Module):
     """An onnxruntime session of the reader's graph (input "x" (N, 1, 32, W), output "y"
     (N, W / 2, 11)), exported once per weights and cached like the ensemble's (a cached graph
-    that does not match the model is exported afresh); None without onnxruntime."""
+    that does not match the model is exported afresh); None without onnxruntime, or when even
+    a fresh export does not compute what the model computes (the model then runs in torch)."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -124,4 +125,5 @@ def _onnx_session(model: torch.nn.Module):
         got = session.run(None, {"x": probe.numpy()})[0]
         return got.shape == expected.shape and bool(np.allclose(got, expected, atol=1e-3))
 
-    return cached_session(path, export, matches)[0]
+    session, _, from_cache = cached_session(path, export, matches)
+    return session if from_cache or matches(session) else None
