@@ -1,6 +1,6 @@
 """How exactly sequence readers read synthetic validation lines (MNIST's validation digits),
-plain and with continental-style 1s, 7s and 0s (training.styles): 1,000 seeded lines each, the
-same lines for every reader, so readers can be compared without DigiLeTs.
+plain and with continental-style 1s, 7s, 0s and 9s (training.styles): 1,000 seeded lines each,
+the same lines for every reader, so readers can be compared without DigiLeTs.
 
     .venv/bin/python scripts/reader_lines.py src/digitrec/weights/reader OTHER_READER_DIR ...
 """
@@ -28,7 +28,7 @@ def main() -> int:
                                 or REPO.parent / "shared" / "mnist").split("val")
     sets = {share: synthetic_lines(images, labels, args.lines, args.seed, styles=share)
             for share in (0.0, 1.0)}
-    print("| reader | plain lines | continental 1/7/0 (--styles 1.0) |\n|---|---:|---:|")
+    print("| reader | plain lines | continental 1/7/0/9 (--styles 1.0) |\n|---|---:|---:|")
     for directory in args.readers:
         loaded = load_reader(directory)
         if loaded is None:
