@@ -150,7 +150,7 @@ def cached_session(path: Path | None, export: Callable[[], bytes],
                    ) -> tuple[Any, bytes, bool]:
     """(session, graph bytes, whether from the cache) for a graph cached at `path`: the cached
     graph when it loads and `matches(session)`, else `export()` afresh, stored for next time
-    (no caching when `path` is None)."""
+    (no caching when `path` is None); ModelError when even the fresh export does not match."""
     cached = read_cache(path) if path else None
     if cached is not None:
         with contextlib.suppress(Exception):  # corrupt or stale: export afresh below
@@ -159,6 +159,8 @@ def cached_session(path: Path | None, export: Callable[[], bytes],
                 return session, cached, True
     graph = export()
     session = onnx_session(graph, threads)
+    if not matches(session):
+        raise ModelError("the exported ONNX graph does not compute what the model computes")
     if path:
         write_cache(path, graph)
     return session, graph, False
@@ -186,8 +188,6 @@ class OnnxEnsemble:
         self.session, graph, self.from_cache = cached_session(
             self.cache_path, lambda: onnx_bytes(ensemble),
             lambda session: self._matches(ensemble, session), self.threads)
-        if not self.from_cache and not self._matches(ensemble, self.session):
-            raise ModelError("the exported ONNX graph does not match the ensemble")
         self.graph = graph  # the fp32 graph
         self.running = graph  # the graph the session runs
 

@@ -25,6 +25,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from digitrec.preprocess.geometry import bounds, extent
+
 SCALE = 4  # drawn at 4x, then box-downsampled
 PAD = 6  # room around the 28x28 image while drawing and recentring
 # Fraction of each label's training images that get a styled copy (times the recipe's `styles`)
@@ -183,26 +185,23 @@ DRAWERS = {1: _lines_one, 7: _lines_seven, 0: _lines_zero, 9: _lines_nine}
 
 def _extent(image: np.ndarray) -> int:
     """The longer side of the box round the ink, in pixels (0 for a blank image)."""
-    rows, cols = np.flatnonzero(image.max(axis=1) > 0), np.flatnonzero(image.max(axis=0) > 0)
-    return max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) if len(rows) else 0
+    return max(extent(bounds(image > 0))) if image.any() else 0
 
 
 def _fit_box(canvas: np.ndarray, limit: int) -> np.ndarray:
     """`canvas` with its ink shrunk about its centre to `limit` pixels on its longer side when it
     is larger (as MNIST sizes its digits into 20x20); unchanged otherwise."""
-    extent = _extent(canvas)
-    if extent <= limit:
+    box = bounds(canvas > 0)
+    if max(extent(box)) <= limit:
         return canvas
-    rows = np.flatnonzero(canvas.max(axis=1) > 0)
-    cols = np.flatnonzero(canvas.max(axis=0) > 0)
-    crop = Image.fromarray(canvas[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
-    scale = limit / extent
-    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
-                       Image.LANCZOS)
+    crop = Image.fromarray(canvas[box])  # Pillow's uint8 Lanczos, as the shipped weights saw
+    scale = limit / max(extent(box))
+    crop = np.asarray(crop.resize((max(1, round(crop.width * scale)),
+                                   max(1, round(crop.height * scale))), Image.LANCZOS))
     out = np.zeros_like(canvas)
-    y = (rows[0] + rows[-1] + 1 - crop.height) // 2
-    x = (cols[0] + cols[-1] + 1 - crop.width) // 2
-    out[y:y + crop.height, x:x + crop.width] = np.asarray(crop)
+    y = (box[0].start + box[0].stop - crop.shape[0]) // 2
+    x = (box[1].start + box[1].stop - crop.shape[1]) // 2
+    out[y:y + crop.shape[0], x:x + crop.shape[1]] = crop
     return out
 
 
